@@ -1,0 +1,3 @@
+"""t-koma: an AI-agent gateway."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from t_koma.cli import main
+
+main()

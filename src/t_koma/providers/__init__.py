@@ -1,0 +1,1 @@
+"""Upstream model providers: one module per provider, all behind `Provider` (see `base`)."""

@@ -1,0 +1,1 @@
+"""Persistence: sessions, messages, usage and cooldowns behind one small `Store` interface."""

@@ -1,0 +1,110 @@
+"""The store interface. SQLite backs it today (`store.sqlite`); a server database can back it later."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeAlias
+
+from t_koma.messages import ContentBlock, ProviderUsage, Role
+
+TurnStatus: TypeAlias = Literal["running", "done", "interrupted", "cancelled", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    id: str
+    title: str
+    created_at: float
+    updated_at: float
+    """Unix seconds (float, sub-second)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    session: SessionInfo
+    message_count: int
+    input_tokens: int
+    output_tokens: int
+    cost: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: str
+    session_id: str
+    position: int
+    """Order within the session, starting at 0, no ties."""
+    role: Role
+    content: tuple[ContentBlock, ...]
+    model: str | None
+    created_at: float
+    turn_id: str | None = None
+    status: str | None = None
+    """None for a normal message; "interrupted" / "cancelled" / "partial" mark incomplete output."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    session_id: str | None
+    message_id: str | None
+    provider: str
+    model: str
+    usage: ProviderUsage
+    latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    model_key: str
+    until: float
+    reason: str
+
+
+class Store(Protocol):
+    """Every method commits before it returns, so a killed process loses at most the step in flight."""
+
+    async def create_session(self, title: str | None = None) -> SessionInfo: ...
+
+    async def get_session(self, session_id: str) -> SessionInfo | None: ...
+
+    async def latest_session(self) -> SessionInfo | None: ...
+
+    async def list_sessions(self) -> list[SessionSummary]: ...
+
+    async def delete_session(self, session_id: str) -> bool: ...
+
+    async def append_message(
+        self,
+        session_id: str,
+        role: Role,
+        content: tuple[ContentBlock, ...],
+        *,
+        model: str | None = None,
+        turn_id: str | None = None,
+        status: str | None = None,
+    ) -> StoredMessage: ...
+
+    async def load_messages(self, session_id: str) -> list[StoredMessage]: ...
+
+    async def begin_turn(self, session_id: str) -> str:
+        """Record a turn as running and return its id."""
+        ...
+
+    async def finish_turn(self, turn_id: str, status: TurnStatus, stop_reason: str | None = None) -> None: ...
+
+    async def recover_interrupted_turns(self) -> int:
+        """Mark turns still `running` from a dead process as `interrupted` (appending an assistant note to
+        their session); returns how many. Called once at start-up."""
+        ...
+
+    async def record_usage(self, record: UsageRecord) -> None: ...
+
+    async def get_cooldown(self, model_key: str) -> Cooldown | None:
+        """The active cooldown for a model, or None (expired ones count as none)."""
+        ...
+
+    async def set_cooldown(self, model_key: str, until: float, reason: str) -> None: ...
+
+    async def clear_cooldown(self, model_key: str) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Tools the model can call. A new tool is one module implementing `Tool` (see `base`)."""
