@@ -129,3 +129,12 @@ class TurnRequest:
     """None = deny every call that needs approval (unless the policy is `auto`)."""
     auto_approve: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ServedBy:
+    """Passthrough streams (`Engine.stream`) yield this before an attempt's first event: which model answers."""
+
+    provider: str
+    model: str
+    label: str
