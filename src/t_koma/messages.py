@@ -230,7 +230,12 @@ def block_to_dict(block: ContentBlock) -> JSONObject:
             out["raw_arguments"] = block.raw_arguments
             out["arguments_error"] = block.arguments_error
         return out
-    return {"type": "tool_result", "tool_use_id": block.tool_use_id, "content": block.content, "is_error": block.is_error}
+    return {
+        "type": "tool_result",
+        "tool_use_id": block.tool_use_id,
+        "content": block.content,
+        "is_error": block.is_error,
+    }
 
 
 def block_from_dict(data: Mapping[str, Any]) -> ContentBlock:

@@ -1,0 +1,134 @@
+"""The HTTP transport every provider uses: one aiohttp session per provider client, explicit timeouts, and
+transport failures mapped to the error hierarchy. aiohttp is used because its per-request cost stays flat under
+concurrency (see docs/dependencies.md)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import orjson
+
+from t_koma.errors import (
+    ConnectionFailedError,
+    InvalidResponseError,
+    ProviderError,
+    RequestTimeoutError,
+    UpstreamError,
+    scrub,
+)
+from t_koma.providers.base import Timeouts
+from t_koma.providers.sse import SSEDecoder, SSEEvent
+
+ErrorParser = Callable[[int, bytes, Mapping[str, str]], ProviderError]
+"""Turns a non-2xx status, its body and headers into the provider's typed error."""
+
+
+class HttpClient:
+    """A lazily opened aiohttp session bound to one base URL and one set of headers."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        headers: Mapping[str, str],
+        timeouts: Timeouts,
+        provider: str,
+        parse_error: ErrorParser,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = dict(headers)
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeouts.connect, sock_read=timeouts.read)
+        self._provider = provider
+        self._parse_error = parse_error
+        self._secrets = secrets
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=self._timeout,
+                connector=connector,
+                json_serialize=lambda obj: orjson.dumps(obj).decode(),
+                auto_decompress=True,
+            )
+        return self._session
+
+    @asynccontextmanager
+    async def request(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send a request; yield the 2xx response, or raise the provider's typed error for any other status
+        and a transport error for connection failures and timeouts."""
+        data = orjson.dumps(body) if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        try:
+            async with self._client().request(method, self.base_url + path, data=data, headers=headers) as response:
+                if response.status >= 300:
+                    raw = await response.read()
+                    raise self._parse_error(response.status, raw, response.headers)
+                yield response
+        except ProviderError:
+            raise
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise RequestTimeoutError(self._describe("timed out", exc), provider=self._provider) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise ConnectionFailedError(self._describe("connection failed", exc), provider=self._provider) from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+            raise UpstreamError(self._describe("connection dropped", exc), provider=self._provider) from None
+        except aiohttp.ClientError as exc:
+            raise ConnectionFailedError(self._describe("request failed", exc), provider=self._provider) from None
+
+    async def read_json(self, response: aiohttp.ClientResponse) -> Any:
+        """The body as JSON. Leading whitespace (OpenRouter's keep-alive for long non-streaming calls) is fine."""
+        raw = await response.read()
+        try:
+            return orjson.loads(raw.strip())
+        except orjson.JSONDecodeError:
+            preview = scrub(raw[:200].decode("utf-8", "replace"), self._secrets)
+            raise InvalidResponseError(
+                f"{self._provider} returned a body that is not JSON: {preview!r}", provider=self._provider
+            ) from None
+
+    async def iter_sse(self, response: aiohttp.ClientResponse) -> AsyncIterator[SSEEvent]:
+        """The response body as SSE events; a stall longer than the read timeout raises RequestTimeoutError."""
+        decoder = SSEDecoder()
+        try:
+            async for chunk in response.content.iter_any():
+                for event in decoder.feed(chunk):
+                    yield event
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise RequestTimeoutError(self._describe("stream stalled", exc), provider=self._provider) from None
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionError) as exc:
+            raise UpstreamError(self._describe("stream dropped", exc), provider=self._provider) from None
+        for event in decoder.close():
+            yield event
+
+    def _describe(self, what: str, exc: BaseException) -> str:
+        detail = str(exc) or type(exc).__name__
+        return scrub(f"{self._provider}: {what} ({self.base_url}): {detail}", self._secrets)
+
+    async def aclose(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+
+def json_error_message(body: Any, fallback: str) -> tuple[str, Mapping[str, Any]]:
+    """`(message, metadata)` from the common `{"error": {"message", "metadata"}}` shape (or a plain string)."""
+    if isinstance(body, Mapping):
+        error = body.get("error")
+        if isinstance(error, Mapping):
+            message = error.get("message")
+            metadata = error.get("metadata")
+            return (str(message) if message else fallback, metadata if isinstance(metadata, Mapping) else {})
+        if isinstance(error, str):
+            return error, {}
+        if isinstance(body.get("message"), str):
+            return str(body["message"]), {}
+    return fallback, {}
