@@ -207,6 +207,25 @@ class ConnectionFailedError(ProviderError):
     retryable = True
 
 
+class AllModelsExhaustedError(TKomaError):
+    """Every model of a fallback chain failed or is cooling down. `attempts` lists each model (its label)
+    and why, in the order they were tried; `last_error` is the last upstream error, if any."""
+
+    error_type = "all_models_exhausted"
+    exit_code = EXIT_UPSTREAM
+
+    def __init__(self, attempts: Iterable[tuple[str, str]], *, last_error: ProviderError | None = None) -> None:
+        self.attempts: tuple[tuple[str, str], ...] = tuple(attempts)
+        self.last_error = last_error
+        listed = "; ".join(f"{label}: {why}" for label, why in self.attempts) or "the chain is empty"
+        super().__init__(f"all models in the fallback chain failed ({listed})")
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["error"]["attempts"] = [{"model": label, "error": why} for label, why in self.attempts]
+        return body
+
+
 _AFFORD = re.compile(r"can only afford (\d+)")
 
 

@@ -118,6 +118,8 @@ class TurnRequest:
     content: str
     chain: tuple[str, ...] = ()
     """Model references (aliases or model IDs) in fallback order; empty = the config's default chain."""
+    provider: str | None = None
+    """Provider name applied to every reference of `chain` (`ModelResolver.resolve(ref, provider)`)."""
     session_id: str | None = None
     """None = a new session."""
     system: str | None = None
