@@ -71,6 +71,10 @@ class Store(Protocol):
 
     async def list_sessions(self) -> list[SessionSummary]: ...
 
+    async def rename_session(self, session_id: str, title: str) -> SessionInfo:
+        """Set a session's title (a blank title becomes the default); raises `SessionNotFoundError`."""
+        ...
+
     async def delete_session(self, session_id: str) -> bool: ...
 
     async def append_message(
