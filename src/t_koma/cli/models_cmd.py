@@ -1,0 +1,100 @@
+"""`t-koma models`: list the models a provider offers (configured ones first, then tool-capable catalog
+models in catalog order), as a table or as JSON for scripts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from t_koma.cli.output import fail_json, print_json
+from t_koma.config.loader import load_config
+from t_koma.config.model import Config
+from t_koma.errors import ConfigError, TKomaError
+from t_koma.messages import ModelInfo
+from t_koma.providers.base import ProviderKind
+from t_koma.providers.factory import ModelResolver, normalize_provider_name
+
+
+@click.command("models")
+@click.option(
+    "--provider",
+    "provider_name",
+    metavar="NAME",
+    help="openrouter, anthropic or openai_compatible (or the alias of an openai_compatible model). "
+    "Default: DEFAULT_PROVIDER, else the provider of the default model.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many models to show.")
+@click.option("--refresh", is_flag=True, help="Fetch the catalog again instead of using the cached copy.")
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print a JSON list of {"id","name","description","context_length"}.'
+)
+def models(provider_name: str | None, limit: int, refresh: bool, as_json: bool) -> None:
+    """List the models a provider offers: configured models first, then catalog models that support tools."""
+    try:
+        listed = asyncio.run(_list_models(provider_name, limit, refresh))
+    except TKomaError as exc:
+        if as_json:
+            fail_json(exc)
+        raise
+    if as_json:
+        print_json([model.to_dict() for model in listed])
+    else:
+        Console().print(_table(listed))
+
+
+async def _list_models(provider_name: str | None, limit: int, refresh: bool) -> list[ModelInfo]:
+    config = load_config()
+    name = provider_name.strip() if provider_name else _default_provider_name(config)
+    kind = _kind(config, name)
+    resolver = ModelResolver(config)
+    try:
+        catalog = resolver.catalog(name)
+        await catalog.models(refresh=refresh)
+        configured = [model.model for model in config.models.values() if model.provider == kind]
+        return list(await catalog.top(configured, n=limit))
+    finally:
+        await resolver.aclose()
+
+
+def _default_provider_name(config: Config) -> str:
+    """DEFAULT_PROVIDER, else the first default model's provider (its alias, for an openai_compatible server)."""
+    if config.default_provider is not None:
+        return config.default_provider
+    first = config.models[config.default_chain[0]]
+    return first.alias if first.provider == "openai_compatible" else first.provider
+
+
+def _kind(config: Config, name: str) -> ProviderKind:
+    try:
+        return normalize_provider_name(name)
+    except ConfigError:
+        server = config.models.get(name)
+        if server is not None and server.provider == "openai_compatible":
+            return "openai_compatible"
+        raise
+
+
+def _table(listed: list[ModelInfo]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("ID", no_wrap=True)
+    table.add_column("Name")
+    table.add_column("Context", justify="right")
+    table.add_column("$/M input", justify="right")
+    table.add_column("$/M output", justify="right")
+    for model in listed:
+        context = f"{model.context_length:,}" if model.context_length else "-"
+        table.add_row(model.id, model.name, context, _price(model.prompt_price), _price(model.completion_price))
+    return table
+
+
+def _price(per_token: float | None) -> str:
+    """USD per million tokens; OpenRouter marks variable prices (routers) with a negative number."""
+    if per_token is None:
+        return "-"
+    if per_token < 0:
+        return "varies"
+    return f"{per_token * 1_000_000:.4f}".rstrip("0").rstrip(".")
