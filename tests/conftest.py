@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.fakes.anthropic"]
+
 _ISOLATED_PREFIXES = ("OPENROUTER_", "ANTHROPIC_", "OPENAI_", "T_KOMA_", "DEFAULT_PROVIDER")
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
