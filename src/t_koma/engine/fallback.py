@@ -124,6 +124,10 @@ class ChainWalk:
     def policy(self) -> RetryPolicy:
         return self.breaker.policy
 
+    def again(self) -> ChainWalk:
+        """A fresh walk along the same (already resolved) chain, for the next provider call."""
+        return ChainWalk(self.source, self.breaker, self.links, self.provider_name, self.sleep)
+
     async def start(self) -> Attempt:
         attempt = await self._next_available(0)
         if attempt is not None:
