@@ -16,6 +16,7 @@ from t_koma.config.model import Config
 from t_koma.errors import ConfigError, TKomaError
 from t_koma.messages import ModelInfo
 from t_koma.providers.base import ProviderKind
+from t_koma.providers.catalog import top_models
 from t_koma.providers.factory import ModelResolver, normalize_provider_name
 
 
@@ -53,9 +54,8 @@ async def _list_models(provider_name: str | None, limit: int, refresh: bool) -> 
     resolver = ModelResolver(config)
     try:
         catalog = resolver.catalog(name)
-        await catalog.models(refresh=refresh)
         configured = [model.model for model in config.models.values() if model.provider == kind]
-        return list(await catalog.top(configured, n=limit))
+        return top_models(await catalog.models(refresh=refresh), configured, limit)
     finally:
         await resolver.aclose()
 
