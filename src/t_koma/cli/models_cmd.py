@@ -13,11 +13,10 @@ from rich.table import Table
 from t_koma.cli.output import fail_json, print_json
 from t_koma.config.loader import load_config
 from t_koma.config.model import Config
-from t_koma.errors import ConfigError, TKomaError
+from t_koma.errors import TKomaError
 from t_koma.messages import ModelInfo
-from t_koma.providers.base import ProviderKind
 from t_koma.providers.catalog import top_models
-from t_koma.providers.factory import ModelResolver, normalize_provider_name
+from t_koma.providers.factory import ModelResolver
 
 
 @click.command("models")
@@ -50,10 +49,10 @@ def models(provider_name: str | None, limit: int, refresh: bool, as_json: bool) 
 async def _list_models(provider_name: str | None, limit: int, refresh: bool) -> list[ModelInfo]:
     config = load_config()
     name = provider_name.strip() if provider_name else _default_provider_name(config)
-    kind = _kind(config, name)
     resolver = ModelResolver(config)
     try:
         catalog = resolver.catalog(name)
+        kind = catalog.provider.spec.kind
         configured = [model.model for model in config.models.values() if model.provider == kind]
         return top_models(await catalog.models(refresh=refresh), configured, limit)
     finally:
@@ -66,16 +65,6 @@ def _default_provider_name(config: Config) -> str:
         return config.default_provider
     first = config.models[config.default_chain[0]]
     return first.alias if first.provider == "openai_compatible" else first.provider
-
-
-def _kind(config: Config, name: str) -> ProviderKind:
-    try:
-        return normalize_provider_name(name)
-    except ConfigError:
-        server = config.models.get(name)
-        if server is not None and server.provider == "openai_compatible":
-            return "openai_compatible"
-        raise
 
 
 def _table(listed: list[ModelInfo]) -> Table:
