@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fakes.anthropic"]
+pytest_plugins = ["tests.fakes.anthropic", "tests.fakes.openrouter"]
 
 _ISOLATED_PREFIXES = ("OPENROUTER_", "ANTHROPIC_", "OPENAI_", "T_KOMA_", "DEFAULT_PROVIDER")
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")

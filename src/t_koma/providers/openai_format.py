@@ -315,7 +315,7 @@ def error_from_payload(
     raw = None if raw_value is None else raw_value if isinstance(raw_value, str) else _dumps(raw_value)
     reasons = metadata.get("reasons")
     reason_texts = tuple(str(reason) for reason in reasons) if isinstance(reasons, list) else ()
-    text = f"{provider}: {message} (HTTP {status}"
+    text = f"{provider}: {message} (code {status}"
     text += f", upstream {upstream}" if upstream else ""
     text += f", reasons: {', '.join(reason_texts)}" if reason_texts else ""
     text += f"): {raw[:300]}" if raw else ")"
