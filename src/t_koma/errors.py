@@ -15,7 +15,7 @@
     │   ├── RequestTimeoutError     408 and client-side timeouts               (retryable)
     │   ├── RateLimitError          429, `retry_after` seconds from the header (retryable)
     │   ├── UpstreamError           500/502 and other 5xx, `upstream_provider`, `raw` (retryable)
-    │   ├── OverloadedError         503/529                                    (retryable)
+    │   ├── OverloadedError         503/529, `retry_after` when the header says (retryable)
     │   ├── InvalidResponseError    unparseable body or stream                 (retryable)
     │   └── ConnectionFailedError   connection refused, DNS, TLS               (retryable)
     ├── AllModelsExhaustedError     every model of a fallback chain failed; lists each model and why
@@ -196,6 +196,10 @@ class OverloadedError(ProviderError):
     retryable = True
     default_status = 503
 
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
 
 class InvalidResponseError(ProviderError):
     error_type = "invalid_response"
@@ -264,7 +268,7 @@ def error_for_status(
     if status == 429:
         return RateLimitError(message, retry_after=retry_after, **common)
     if status in (503, 529):
-        return OverloadedError(message, **common)
+        return OverloadedError(message, retry_after=retry_after, **common)
     if status >= 500:
         return UpstreamError(message, **common)
     return BadRequestError(message, **common)
