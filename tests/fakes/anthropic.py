@@ -374,11 +374,34 @@ def _raw_response(reply: RawReply) -> Response:
     )
 
 
+class _Switch:
+    """The ASGI app of the shared server: forwards to the current test's FakeAnthropic."""
+
+    def __init__(self) -> None:
+        self.target: FakeAnthropic | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        assert self.target is not None, "no FakeAnthropic is installed"
+        await self.target(scope, receive, send)
+
+
+@pytest.fixture(scope="session")
+def _anthropic_server() -> Iterator[tuple[_Switch, str]]:
+    """One loopback server for the session (starting and stopping uvicorn per test costs ~0.2 s)."""
+    switch = _Switch()
+    with serve(switch) as server:
+        yield switch, server.url
+
+
 @pytest.fixture
-def fake_anthropic(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeUpstream]:
-    """A running FakeAnthropic; ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY point t-koma at it."""
+def fake_anthropic(_anthropic_server: tuple[_Switch, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeUpstream]:
+    """A fresh FakeAnthropic on loopback; ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY point t-koma at it."""
+    switch, url = _anthropic_server
     app = FakeAnthropic(api_key=TEST_KEY)
-    with serve(app) as server:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
-        yield FakeUpstream(app=app, url=server.url, base_url=server.url)
+    switch.target = app
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
+    try:
+        yield FakeUpstream(app=app, url=url, base_url=url)
+    finally:
+        switch.target = None
