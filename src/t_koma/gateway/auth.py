@@ -1,0 +1,112 @@
+"""The gateway's access checks: the bearer token kept in `gateway.token` and the `Origin` allow-list.
+
+A local server that runs shell commands for a model is a target for every web page the user opens, so every
+route but `/health` needs the token and browsers' `Origin` must be allowed explicitly."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import stat
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+log = logging.getLogger(__name__)
+
+SUBPROTOCOL = "t-koma"
+TOKEN_SUBPROTOCOL_PREFIX = "t-koma.token."
+
+
+def load_or_create_token(path: Path) -> str:
+    """The token in `path`, created (mode 0600, in a 0700 directory when it has to make one) if missing."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_token(path)
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(token + "\n")
+    log.info("created gateway token file %s", path)
+    return token
+
+
+def _read_token(path: Path) -> str:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        path.chmod(0o600)
+        log.warning("gateway token file %s was readable by others (mode %o); set to 0600", path, mode)
+    token = path.read_text(encoding="ascii").strip()
+    if len(token) < 16:
+        raise ValueError(f"gateway token file {path} is empty or too short; delete it to create a new one")
+    return token
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a request presented: the token (or None) and, for WebSocket, the subprotocol to select."""
+
+    token: str | None
+    subprotocol: str | None = None
+
+
+class TokenAuth:
+    """Checks a presented token against the gateway's in constant time."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    def check(self, presented: str | None) -> bool:
+        if not presented:
+            return False
+        return hmac.compare_digest(presented.encode(), self._token)
+
+    @property
+    def secret(self) -> str:
+        return self._token.decode()
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("authorization")
+    if value is None:
+        return None
+    scheme, _, credential = value.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credential.strip() or None
+
+
+def websocket_credentials(headers: Mapping[str, str], query_string: bytes, subprotocols: Sequence[str]) -> Credentials:
+    """The token from the Authorization header, else `?token=`, else a `t-koma.token.<token>` subprotocol."""
+    subprotocol = SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
+    token = bearer_token(headers)
+    if token is None:
+        token = dict(parse_qsl(query_string.decode("latin-1"))).get("token")
+    if token is None:
+        for offered in subprotocols:
+            if offered.startswith(TOKEN_SUBPROTOCOL_PREFIX):
+                token = offered[len(TOKEN_SUBPROTOCOL_PREFIX) :]
+                # A browser fails the handshake unless one of its offers is selected.
+                subprotocol = subprotocol or offered
+                break
+    return Credentials(token, subprotocol)
+
+
+class OriginPolicy:
+    """Requests without `Origin` (non-browser clients) pass; browser requests need an allowed origin."""
+
+    __slots__ = ("_allowed",)
+
+    def __init__(self, allowed: Iterable[str]) -> None:
+        self._allowed = frozenset(origin.rstrip("/").lower() for origin in allowed)
+
+    def allows(self, origin: str | None) -> bool:
+        if origin is None:
+            return True
+        return origin.rstrip("/").lower() in self._allowed

@@ -1,0 +1,140 @@
+"""Live gateway logs: a `logging.Handler` that turns records into scrubbed JSON lines, keeps the last few and
+fans them out to `/logs` WebSocket subscribers through bounded queues (a slow reader loses lines, nobody
+waits for it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterable
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from t_koma.errors import scrub
+
+LOGGERS = ("t_koma", "uvicorn.error")
+
+
+class Subscriber:
+    """One `/logs` client: a bounded queue of lines and how many were dropped since it last caught up."""
+
+    __slots__ = ("dropped", "loop", "queue")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[str] = asyncio.Queue(size)
+        self.dropped = 0
+
+    def offer(self, line: str) -> None:
+        try:
+            self.queue.put_nowait(line)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+
+class LogHub(logging.Handler):
+    """Formats every record once (secrets scrubbed) and hands it to the backlog and each subscriber."""
+
+    def __init__(self, secrets: Iterable[str], *, backlog: int = 200, queue_size: int = 1000) -> None:
+        super().__init__(logging.DEBUG)
+        self._secrets = tuple(secrets)
+        self._backlog: deque[str] = deque(maxlen=backlog)
+        self._subscribers: set[Subscriber] = set()
+        self._queue_size = queue_size
+        self._lock = threading.Lock()
+        self._attached: list[logging.Logger] = []
+
+    def attach(self, names: Iterable[str] = LOGGERS) -> None:
+        for name in names:
+            logger = logging.getLogger(name)
+            logger.addHandler(self)
+            self._attached.append(logger)
+
+    def detach(self) -> None:
+        for logger in self._attached:
+            logger.removeHandler(self)
+        self._attached.clear()
+
+    def format_line(self, record: logging.LogRecord) -> str:
+        entry = {
+            "type": "log",
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": scrub(record.getMessage(), self._secrets),
+        }
+        if record.exc_info:
+            entry["exception"] = scrub(logging.Formatter().formatException(record.exc_info), self._secrets)
+        return orjson.dumps(entry).decode()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format_line(record)
+        except Exception:
+            self.handleError(record)
+            return
+        with self._lock:
+            self._backlog.append(line)
+            subscribers = tuple(self._subscribers)
+        for subscriber in subscribers:
+            if _in_loop_thread(subscriber.loop):
+                subscriber.offer(line)
+            else:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    subscriber.loop.call_soon_threadsafe(subscriber.offer, line)
+
+    def subscribe(self) -> tuple[Subscriber, list[str]]:
+        """A new subscriber and the backlog to send it first."""
+        subscriber = Subscriber(asyncio.get_running_loop(), self._queue_size)
+        with self._lock:
+            self._subscribers.add(subscriber)
+            backlog = list(self._backlog)
+        return subscriber, backlog
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.discard(subscriber)
+
+
+def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+async def stream_logs(websocket: WebSocket, hub: LogHub) -> None:
+    """Send the backlog, then new lines, until the client goes away."""
+    subscriber, backlog = hub.subscribe()
+    reader = asyncio.create_task(_wait_for_disconnect(websocket))
+    try:
+        for line in backlog:
+            await websocket.send_text(line)
+        while not reader.done():
+            getter = asyncio.ensure_future(subscriber.queue.get())
+            await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                break
+            if subscriber.dropped:
+                await websocket.send_text(orjson.dumps({"type": "dropped", "count": subscriber.dropped}).decode())
+                subscriber.dropped = 0
+            await websocket.send_text(getter.result())
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass
+    finally:
+        hub.unsubscribe(subscriber)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+            await reader
+
+
+async def _wait_for_disconnect(websocket: WebSocket) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return

@@ -1,0 +1,134 @@
+"""Running the gateway: uvicorn, programmatically, with uvloop and httptools (the fastest pair measured here
+for a pass-through proxy, docs/dependencies.md) and websockets-sansio (it enforces the frame size limit before
+buffering a frame). Prints one start-up line; on SIGINT/SIGTERM it stops accepting, lets turns in flight finish
+(bounded by `shutdown_grace_seconds`; a second signal cuts it short), then closes the engine and its store."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+
+from t_koma import __version__
+from t_koma.config.model import Config
+from t_koma.engine.engine import Engine
+from t_koma.gateway.app import close_app, create_app, gateway_state
+from t_koma.gateway.state import GatewayState
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def uvicorn_config(app: Any, config: Config, host: str, port: int) -> uvicorn.Config:
+    settings = config.gateway
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http="httptools",
+        ws="websockets-sansio",
+        ws_max_size=settings.max_frame_bytes,
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds + 0.999)),
+    )
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server with the start-up line and a drain of turns in flight before connections close."""
+
+    def __init__(self, config: uvicorn.Config, state: GatewayState, announce: Callable[[str], None]) -> None:
+        super().__init__(config)
+        self.state = state
+        self.announce = announce
+        self.url: str | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.started:
+            return
+        host, port = self.servers[0].sockets[0].getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{port}"
+        self.announce(
+            f"t-koma gateway {__version__} listening on {self.url} "
+            f"(WebSocket {self.url.replace('http', 'ws', 1)}/ws, OpenAI API {self.url}/v1, "
+            f"token in {self.state.config.token_path})"
+        )
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        drain = asyncio.ensure_future(self.state.drain())
+        while not drain.done():
+            await asyncio.wait({drain}, timeout=0.1)
+            if self.force_exit:
+                self.state.turns.cancel_all()
+        await drain
+        await super().shutdown(sockets)
+
+
+def _announce(line: str) -> None:
+    print(line, flush=True)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+async def serve(
+    config: Config, host: str | None = None, port: int | None = None, *, announce: Callable[[str], None] = _announce
+) -> None:
+    """Open the engine, serve until a signal, then drain and close everything."""
+    host = host or config.gateway.host
+    port = config.gateway.port if port is None else port
+    if not is_loopback(host):
+        print(
+            f"warning: binding {host} exposes the gateway beyond this machine; anyone with the token in "
+            f"{config.token_path} can run shell commands through it",
+            file=sys.stderr,
+            flush=True,
+        )
+    engine = await Engine.open(config)
+    try:
+        app = create_app(config, engine)
+        server = GatewayServer(uvicorn_config(app, config, host, port), gateway_state(app), announce)
+        try:
+            await server.serve()
+        finally:
+            close_app(app)
+    finally:
+        await engine.close()
+        log.info("gateway stopped")
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop has no Windows build
+        return None
+    return uvloop.new_event_loop
+
+
+def run(config: Config, host: str | None = None, port: int | None = None) -> None:
+    _configure_logging(config.logging.level)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(serve(config, host, port))

@@ -1,0 +1,119 @@
+"""The `/ws` chat endpoint: the access checks, then one `Connection` per socket that reads typed client
+messages, answers them, and starts chat turns as tasks (`turns.RunningTurn`). Frames leave through a bounded
+per-connection queue drained by a writer task, so a slow client only ever slows its own turns."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from t_koma.gateway import frames
+from t_koma.gateway.access import admit_websocket
+from t_koma.gateway.handlers import Handlers
+from t_koma.gateway.protocol import ProtocolError, parse_client_message
+from t_koma.gateway.state import GatewayState
+from t_koma.messages import JSONObject
+
+log = logging.getLogger(__name__)
+
+SEND_QUEUE_FRAMES = 1024
+SLOW_CLIENT_SECONDS = 30.0
+
+
+class Connection:
+    """One client socket: its send queue and writer, and its state (selection, current session, turns)."""
+
+    def __init__(self, websocket: WebSocket, state: GatewayState, *, slow_client_seconds: float = SLOW_CLIENT_SECONDS):
+        self.websocket = websocket
+        self.state = state
+        self.closed = False
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(SEND_QUEUE_FRAMES)
+        self._slow_client_seconds = slow_client_seconds
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+        self.handlers = Handlers(self, state)
+
+    async def send(self, frame: JSONObject) -> None:
+        """Queue a frame. A full queue makes the caller wait (its turn slows down); a client that does not
+        drain it within `slow_client_seconds` is disconnected."""
+        if self.closed:
+            return
+        data = orjson.dumps(frame)
+        try:
+            self._queue.put_nowait(data)
+        except asyncio.QueueFull:
+            try:
+                await asyncio.wait_for(self._queue.put(data), self._slow_client_seconds)
+            except TimeoutError:
+                log.warning("closing a WebSocket client that stopped reading")
+                self._close_soon()
+
+    def _close_soon(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.handlers.detach_turns()
+        if self._writer is not None:
+            self._writer.cancel()
+        self._closer = asyncio.create_task(self._close_socket(1008, "client too slow"))
+
+    async def _close_socket(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.websocket.close(code, reason)
+
+    async def _write(self) -> None:
+        websocket = self.websocket
+        queue = self._queue
+        try:
+            while True:
+                data = await queue.get()
+                await websocket.send_text(data.decode())
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.closed = True
+
+    async def serve(self) -> None:
+        self._writer = asyncio.create_task(self._write())
+        await self.send(self.handlers.hello())
+        try:
+            while True:
+                message = await self.websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                raw = message.get("text")
+                if raw is None:
+                    raw = message.get("bytes") or b""
+                await self._handle(raw)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        finally:
+            self.closed = True
+            self.handlers.detach_turns()
+            self._finish_writer()
+
+    def _finish_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+
+    async def _handle(self, raw: str | bytes) -> None:
+        try:
+            message = parse_client_message(raw)
+        except ProtocolError as exc:
+            await self.send(frames.error(exc.message, exc.error_type, exc.request_id))
+            return
+        await self.handlers.dispatch(message)
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    state: GatewayState = websocket.app.state.gateway
+    admission = await admit_websocket(websocket, state)
+    if not admission.ok:
+        return
+    await websocket.accept(subprotocol=admission.subprotocol)
+    client = websocket.client
+    log.info("ws connected from %s:%s", client.host if client else "?", client.port if client else "?")
+    await Connection(websocket, state).serve()
+    log.info("ws disconnected from %s:%s", client.host if client else "?", client.port if client else "?")
