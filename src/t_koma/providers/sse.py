@@ -42,8 +42,9 @@ class SSEDecoder:
     def close(self) -> list[SSEEvent]:
         """End of stream: a final line without its newline still counts; an unterminated event is dropped,
         as the specification says."""
-        rest, self._buffer = self._buffer.rstrip(b"\r"), b""
-        return self._take_lines([rest]) if rest else []
+        rest, self._buffer = self._buffer, b""
+        # A pending CR ends its line (it was held back only in case an LF followed): "\r" alone is a blank line.
+        return self._take_lines([rest.removesuffix(b"\r")]) if rest else []
 
     def _take_lines(self, lines: list[bytes]) -> list[SSEEvent]:
         events: list[SSEEvent] = []
