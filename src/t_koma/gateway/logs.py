@@ -95,6 +95,10 @@ class LogHub(logging.Handler):
             backlog = list(self._backlog)
         return subscriber, backlog
 
+    def backlog(self) -> list[str]:
+        with self._lock:
+            return list(self._backlog)
+
     def unsubscribe(self, subscriber: Subscriber) -> None:
         with self._lock:
             self._subscribers.discard(subscriber)
