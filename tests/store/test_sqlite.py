@@ -60,7 +60,9 @@ async def test_open_creates_the_file_in_wal_mode_with_strict_tables(store: Sqlit
     assert db_path.is_file()
     assert db_path.stat().st_mode & 0o777 == 0o600
     assert raw(db_path, "PRAGMA journal_mode") == [("wal",)]
-    strict = dict(raw(db_path, "SELECT name, strict FROM pragma_table_list WHERE schema = 'main'"))
+    strict = {
+        row[0]: row[1] for row in raw(db_path, "SELECT name, strict FROM pragma_table_list WHERE schema = 'main'")
+    }
     for table in ("sessions", "messages", "turns", "usage_log", "cooldowns", "schema_migrations"):
         assert strict[table] == 1, table
     assert [row[0] for row in raw(db_path, "SELECT version FROM schema_migrations")] == [1]

@@ -189,6 +189,8 @@ async def _supervise(
         if not (protocol.exited.is_set() and protocol.pipes_closed.is_set()):
             # Cancelled, or output held open by processes that left the group: leave nothing behind the turn.
             _signal_group(pgid, signal.SIGKILL)
+            # Reap the shell now: once the loop is gone nobody would, and the process would outlive us.
+            await _within(protocol.exited, STOP_GRACE_SECONDS)
         transport.close()
     return _Outcome(transport.get_returncode(), protocol.stdout, protocol.stderr, cap, timed_out, background_stopped)
 
