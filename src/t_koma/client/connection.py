@@ -79,8 +79,10 @@ class GatewayConnection:
         self._token = token
         self._delays = tuple(reconnect_delays) or RECONNECT_DELAYS
         self._timeout = request_timeout
-        self._on_state = on_state or (lambda state: None)
-        self._on_notice = on_notice or (lambda frame: None)
+        self.on_state: Callable[[ConnectionState], None] = on_state or (lambda state: None)
+        """Called on every change of `state`."""
+        self.on_notice: Callable[[Frame], None] = on_notice or (lambda frame: None)
+        """Called with frames that answer nothing pending (e.g. an `error` about a `cancel`)."""
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._reconnector: asyncio.Task[None] | None = None
@@ -153,7 +155,7 @@ class GatewayConnection:
     def _set_state(self, state: ConnectionState) -> None:
         if state != self.state:
             self.state = state
-            self._on_state(state)
+            self.on_state(state)
 
     # --- receiving -------------------------------------------------------------------------------------
 
@@ -176,7 +178,7 @@ class GatewayConnection:
             data = json.loads(message)
             incoming = parse_frame(data) if isinstance(data, dict) else None
         except (ValueError, GatewayError) as exc:
-            self._on_notice(ErrorFrame(f"unreadable frame from the gateway: {exc}", "protocol_error"))
+            self.on_notice(ErrorFrame(f"unreadable frame from the gateway: {exc}", "protocol_error"))
             return
         if incoming is None:
             return
@@ -198,7 +200,7 @@ class GatewayConnection:
             self._turn_event(turn, incoming)
             return
         self._fire_and_forget.discard(incoming.id or "")
-        self._on_notice(incoming.frame)
+        self.on_notice(incoming.frame)
 
     def _track(self, frame: Frame) -> None:
         """Follow the current session from every frame that names it."""
@@ -256,7 +258,7 @@ class GatewayConnection:
             if self.selection is not None:
                 await self.select_provider(*self.selection)
         except GatewayError as exc:
-            self._on_notice(ErrorFrame(f"after reconnecting: {exc.message}", exc.type))
+            self.on_notice(ErrorFrame(f"after reconnecting: {exc.message}", exc.type))
 
     # --- sending ---------------------------------------------------------------------------------------
 
@@ -345,10 +347,13 @@ class GatewayConnection:
         self.selection = (selected.provider, selected.model)
         return selected
 
-    async def list_models(self, provider: str) -> AvailableModels:
-        return await self.request(
-            {"type": "list_available_models", "provider": provider}, "available_models", AvailableModels
-        )
+    async def list_models(self, provider: str, *, everything: bool = False) -> AvailableModels:
+        """The spec's top 20 of `provider`; `everything` asks for the whole catalog (`"all": true`, additive:
+        a gateway that ignores it answers the top 20)."""
+        frame: dict[str, Any] = {"type": "list_available_models", "provider": provider}
+        if everything:
+            frame["all"] = True
+        return await self.request(frame, "available_models", AvailableModels)
 
     async def list_providers(self) -> ProviderList:
         return await self.request({"type": "list_providers"}, "providers", ProviderList)

@@ -155,7 +155,7 @@ class ProviderMenu:
 
 async def choose_provider(options: Sequence[ProviderOption], default_label: str) -> ProviderOption | None:
     """Show the provider menu; the chosen option, or None to keep the default model."""
-    return await ProviderMenu(options, default_label).application().run_async()
+    return await ProviderMenu(options, default_label).application().run_async(handle_sigint=False)
 
 
 Decision: TypeAlias = Literal["approve", "deny", "always", "cancel"]

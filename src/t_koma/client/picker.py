@@ -262,7 +262,7 @@ class ModelPicker:
         def _start() -> None:
             app.create_background_task(self._load())
 
-        return await app.run_async(pre_run=_start)
+        return await app.run_async(pre_run=_start, handle_sigint=False)
 
 
 def _columns() -> int:

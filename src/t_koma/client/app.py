@@ -1,0 +1,382 @@
+"""The chat loop: prompt (multi-line, bottom status bar), slash commands, and running turns against the gateway.
+
+Ctrl+C: at the prompt it clears the input, and pressed twice on an empty line it quits; while a turn runs (the
+terminal is then in normal mode, so Ctrl+C is a SIGINT) the first cancels the turn (`cancel`) and a second
+quits. Nothing here queries the terminal (no cursor-position requests), so it runs under pexpect and tmux.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Coroutine, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.application import get_app_or_none
+from prompt_toolkit.completion import WordCompleter
+from prompt_toolkit.filters import Condition
+from prompt_toolkit.formatted_text import StyleAndTextTuples
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.styles import Style
+from rich.console import Console
+
+from t_koma.client.catalog import v1_catalog
+from t_koma.client.commands import SlashCommands
+from t_koma.client.connection import GatewayConnection
+from t_koma.client.frames import (
+    ErrorFrame,
+    Fallback,
+    Frame,
+    GatewayError,
+    ModelEntry,
+    Response,
+    TextDelta,
+    ToolApprovalRequest,
+    ToolCall,
+    ToolResult,
+    TurnEvent,
+    Usage,
+)
+from t_koma.client.menus import QuitRequested, ask_approval
+from t_koma.client.render import Renderer
+from t_koma.client.selection import Selector
+from t_koma.client.status import ConnectionState, StatusState, model_label, session_label, status_segments, turn_summary
+from t_koma.client.views import COMMANDS
+
+PROMPT = "> "
+
+_DECIDED = {"approve": "approved", "deny": "denied", "always": "approved for the rest of this session"}
+
+CHAT_STYLE = Style.from_dict(
+    {
+        "prompt": "bold",
+        "bottom-toolbar": "noreverse bg:#262626 #bcbcbc",
+        "status.model": "bold #87d7ff",
+        "status.warning": "bold #ffaf00",
+        "status.notice": "#ffaf00",
+        "status.cost": "#87d787",
+        "status.sep": "#606060",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatOptions:
+    """What `t-koma chat` was asked for. `aliases` maps the local config's aliases to their provider."""
+
+    model: str | None = None
+    provider: str | None = None
+    session: str | None = None
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    history_file: Path | None = None
+    http_url: str | None = None
+
+
+class ChatApp:
+    """One chat: owns the prompt, the renderer and the running turn; talks through `connection`."""
+
+    def __init__(
+        self, connection: GatewayConnection, console: Console, options: ChatOptions, token: str | None = None
+    ) -> None:
+        self.connection = connection
+        self.console = console
+        self.options = options
+        self.renderer = Renderer(console)
+        fetch = None
+        if options.http_url is not None:
+            http_url = options.http_url
+
+            async def fetch_catalog(provider: str) -> list[ModelEntry]:
+                return await v1_catalog(http_url, token, provider)
+
+            fetch = fetch_catalog
+        self.selector = Selector(connection, self.renderer, fetch)
+        self.commands = SlashCommands(self)
+        self.session_usage = Usage()
+        self.turn_usage: Usage | None = None
+        self.served: tuple[str, str] | None = None
+        self.notice: str | None = None
+        self.quitting = False
+        self.turns = 0
+        self._interrupts = 0
+        self._task: asyncio.Task[None] | None = None
+        self._cancelling: asyncio.Future[None] | None = None
+        self._in_turn = False
+        self._prompt: PromptSession[str] | None = None
+        self._ctrl_c_armed = False
+        self._lost = False
+        connection.on_state = self._on_state
+        connection.on_notice = self._on_notice
+
+    # --- status ----------------------------------------------------------------------------------------
+
+    def current_model(self) -> tuple[str | None, str | None]:
+        """The model that answered last, else the selection, else the gateway's default."""
+        if self.served is not None:
+            return self.served
+        if self.connection.selection is not None:
+            return self.connection.selection
+        hello = self.connection.hello
+        return (hello.provider, hello.model) if hello is not None else (None, None)
+
+    def status(self) -> StatusState:
+        provider, model = self.current_model()
+        return StatusState(
+            provider=provider,
+            model=model,
+            session_id=self.connection.session_id,
+            turn=self.turn_usage,
+            session=self.session_usage,
+            connection=self.connection.state,
+            busy=self._in_turn,
+            notice=self.notice,
+        )
+
+    def _toolbar(self) -> StyleAndTextTuples:
+        out: StyleAndTextTuples = []
+        for index, (style, text) in enumerate(status_segments(self.status())):
+            if index:
+                out.append(("class:status.sep", " │ "))
+            out.append((style, text))
+        return out
+
+    def _refresh(self) -> None:
+        app = get_app_or_none()
+        if app is not None and app.is_running:
+            app.invalidate()
+
+    def _tell(self, message: str, style: str = "yellow") -> None:
+        """A notice: in the status bar while the prompt waits for input, else printed."""
+        if self._prompt is not None and self._prompt.app.is_running:
+            self.notice = message
+            self._refresh()
+        else:
+            self.renderer.notice(message, style=style)
+
+    def _on_state(self, state: ConnectionState) -> None:
+        if state == "reconnecting":
+            self._lost = True
+            self._tell("⚠ connection to the gateway lost — reconnecting …")
+        elif state == "connected" and self._lost:
+            self._lost = False
+            self._tell("✓ reconnected to the gateway", style="green")
+        self._refresh()
+
+    def _on_notice(self, frame: Frame) -> None:
+        if isinstance(frame, ErrorFrame):
+            self._tell(f"✗ {frame.type}: {frame.message}", style="bold red")
+
+    def select_done(self) -> None:
+        """After a successful selection the status shows it (until a turn says which model answered)."""
+        self.served = None
+
+    # --- the loop --------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join the requested session and choose the model, before the first prompt."""
+        await self.commands.join_initial(self.options.session)
+        if self.options.model:
+            await self.selector.fixed(self.options.model, self.options.provider, self.options.aliases)
+        elif self.options.provider:
+            await self.selector.pick_model(self.options.provider, self.options.provider)
+        else:
+            await self.selector.interactive()
+        provider, model = self.current_model()
+        label = model_label(StatusState(provider=provider, model=model))
+        self.renderer.notice(f"{label} · {session_label(self.connection.session_id)} · /help for commands")
+
+    async def run(self) -> None:
+        with self._sigint():
+            try:
+                await self.start()
+            except QuitRequested:
+                return
+            self._prompt = self._make_prompt()
+            while not self.quitting:
+                try:
+                    line = await self._prompt.prompt_async(handle_sigint=False)
+                except (EOFError, QuitRequested):
+                    break
+                self.notice = None
+                self._ctrl_c_armed = False
+                await self._perform(self.handle(line))
+
+    async def handle(self, line: str) -> None:
+        text = line.strip()
+        if not text:
+            return
+        if text.startswith("/"):
+            await self.commands.run(text)
+        else:
+            await self.send(line)
+
+    async def _perform(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run one input's work as a task that Ctrl+C can cancel."""
+        self._interrupts = 0
+        self._task = asyncio.ensure_future(work)
+        try:
+            await asyncio.wait({self._task})
+            if not self._task.cancelled():
+                self._task.result()
+        except QuitRequested:
+            self.quitting = True
+        except GatewayError as exc:
+            self.renderer.error(ErrorFrame(exc.message, exc.type))
+        finally:
+            self._task = None
+
+    # --- turns -----------------------------------------------------------------------------------------
+
+    async def send(self, content: str) -> None:
+        self._in_turn = True
+        self.renderer.start_turn()
+        try:
+            async for event in self.connection.turn(content):
+                await self._on_event(event)
+        finally:
+            self._in_turn = False
+            self.renderer.end_turn()
+
+    async def _on_event(self, event: TurnEvent) -> None:
+        if isinstance(event, TextDelta):
+            self.renderer.text(event.text)
+        elif isinstance(event, ToolCall):
+            self.renderer.tool_call(event)
+            self.renderer.waiting(f"running {event.name} …")
+        elif isinstance(event, ToolApprovalRequest):
+            await self._approve(event)
+        elif isinstance(event, ToolResult):
+            self.renderer.tool_result(event)
+            self.renderer.waiting("thinking …")
+        elif isinstance(event, Fallback):
+            self.renderer.fallback(event)
+        elif isinstance(event, Response):
+            self._finish(event)
+        else:
+            self.renderer.error(event)
+
+    def _finish(self, response: Response) -> None:
+        self.renderer.end_turn()
+        if response.cancelled:
+            self.renderer.cancelled()
+        if response.provider and response.model:
+            self.served = (response.provider, response.model)
+        usage = response.usage or Usage()
+        self.turns += 1
+        self.turn_usage = usage
+        self.session_usage = self.session_usage + usage
+        self.renderer.usage(turn_summary(usage, self.session_usage))
+
+    async def _approve(self, request: ToolApprovalRequest) -> None:
+        self.renderer.tool_call(ToolCall(request.call_id, request.name, request.arguments))
+        self.renderer.settle()
+        _flush_typeahead()
+        decision = await ask_approval(request.name)
+        if decision == "cancel":
+            await self.connection.approve(request.call_id, "deny")
+            await self.cancel_turn()
+            return
+        await self.connection.approve(request.call_id, decision)
+        self.renderer.notice(f"  {_DECIDED[decision]}", style="dim")
+        if decision != "deny":
+            self.renderer.waiting(f"running {request.name} …")
+
+    async def cancel_turn(self) -> None:
+        self.renderer.notice("cancelling … (Ctrl+C again to quit)", style="yellow")
+        with contextlib.suppress(GatewayError):
+            await self.connection.cancel()
+
+    def interrupt(self) -> None:
+        """SIGINT (Ctrl+C outside the prompt): cancel the running turn (or command); a second one quits."""
+        self._interrupts += 1
+        if self._interrupts == 1 and self._in_turn:
+            self._cancelling = asyncio.ensure_future(self.cancel_turn())
+            return
+        if self._interrupts == 1 and self._task is not None:
+            self._task.cancel()
+            self.renderer.notice("interrupted", style="yellow")
+            return
+        self.quitting = True
+        if self._task is not None:
+            self._task.cancel()
+        if self._prompt is not None and self._prompt.app.is_running:
+            self._prompt.app.exit(exception=QuitRequested())
+
+    @contextlib.contextmanager
+    def _sigint(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, self.interrupt)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals (Windows)
+            yield
+            return
+        try:
+            yield
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    # --- the prompt ------------------------------------------------------------------------------------
+
+    def _make_prompt(self) -> PromptSession[str]:
+        history: History = (
+            FileHistory(str(self.options.history_file)) if self.options.history_file else InMemoryHistory()
+        )
+        session: PromptSession[str] = PromptSession(
+            message=[("class:prompt", PROMPT)],
+            multiline=True,
+            key_bindings=self._keys(),
+            bottom_toolbar=self._toolbar,
+            style=CHAT_STYLE,
+            prompt_continuation=lambda width, line, wrap: "." * (width - 1) + " ",
+            completer=WordCompleter([name.split()[0] for name, _ in COMMANDS], sentence=True),
+            complete_while_typing=Condition(lambda: session.default_buffer.text.startswith("/")),
+            history=history,
+        )
+        return session
+
+    def _keys(self) -> KeyBindings:
+        kb = KeyBindings()
+
+        @kb.add("enter")
+        def _send(event: KeyPressEvent) -> None:
+            event.current_buffer.validate_and_handle()
+
+        @kb.add("escape", "enter")
+        def _newline(event: KeyPressEvent) -> None:
+            event.current_buffer.insert_text("\n")
+
+        @kb.add("c-c")
+        def _ctrl_c(event: KeyPressEvent) -> None:
+            if event.current_buffer.text:
+                event.current_buffer.reset()
+                self._ctrl_c_armed = False
+            elif self._ctrl_c_armed:
+                event.app.exit(exception=QuitRequested())
+            else:
+                self._ctrl_c_armed = True
+                self.notice = "press Ctrl+C again to quit"
+
+        @kb.add("c-d")
+        def _ctrl_d(event: KeyPressEvent) -> None:
+            if not event.current_buffer.text:
+                event.app.exit(exception=QuitRequested())
+            else:
+                event.current_buffer.delete()
+
+        return kb
+
+
+def _flush_typeahead() -> None:
+    """Drop keys typed while the answer streamed, so none of them answers the approval prompt by accident."""
+    if not sys.stdin.isatty():
+        return
+    with contextlib.suppress(ImportError, OSError):
+        import termios
+
+        termios.tcflush(sys.stdin.fileno(), termios.TCIFLUSH)

@@ -1,0 +1,211 @@
+"""Everything the chat prints, with rich: the streaming Markdown answer, tool call blocks, folded tool output,
+and one-line notices for fallbacks, errors and usage.
+
+The answer streams through `rich.live`, as aider does: the Markdown is re-rendered as text arrives, lines that
+can no longer change scroll up into the terminal's scrollback, and only the last few stay live. So long answers
+never redraw more than a handful of lines, and the finished answer is ordinary scrollback text.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass
+
+from rich.console import Console, RenderableType
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.panel import Panel
+from rich.spinner import Spinner
+from rich.syntax import Syntax
+from rich.text import Text
+
+from t_koma.client.frames import ErrorFrame, Fallback, ToolCall, ToolResult
+
+LIVE_LINES = 6
+"""Lines of a streaming answer kept live (re-rendered); everything above them is printed for good."""
+REFRESH_SECONDS = 0.05
+FOLDED_LINES = 6
+
+
+class MarkdownStream:
+    """One streaming Markdown answer. `update(text)` with the whole text so far; `finish()` at the end."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.text = ""
+        self._printed = 0
+        self._live: Live | None = None
+        self._rendered_at = 0.0
+
+    def append(self, delta: str) -> None:
+        self.text += delta
+        now = time.monotonic()
+        if now - self._rendered_at >= REFRESH_SECONDS:
+            self._render(final=False)
+            self._rendered_at = now
+
+    def finish(self) -> None:
+        if self.text or self._live is not None:
+            self._render(final=True)
+
+    def _lines(self) -> list[str]:
+        sink = io.StringIO()
+        console = Console(
+            file=sink,
+            width=self.console.width,
+            force_terminal=self.console.is_terminal,
+            color_system=self.console.color_system,  # type: ignore[arg-type]  # same names as accepted
+            no_color=self.console.no_color,
+        )
+        console.print(Markdown(self.text))
+        return sink.getvalue().splitlines(keepends=True)
+
+    def _render(self, *, final: bool) -> None:
+        if self._live is None:
+            self._live = Live(Text(""), console=self.console, auto_refresh=False, vertical_overflow="visible")
+            self._live.start()
+        lines = self._lines()
+        stable = len(lines) if final else max(len(lines) - LIVE_LINES, 0)
+        if stable > self._printed:
+            self._live.console.print(Text.from_ansi("".join(lines[self._printed : stable]).rstrip("\n")))
+            self._printed = stable
+        self._live.update(Text.from_ansi("".join(lines[self._printed :]).rstrip("\n")), refresh=True)
+        if final:
+            self._live.stop()
+            self._live = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutput:
+    name: str
+    command: str
+    content: str
+    is_error: bool
+
+
+def command_of(name: str, arguments: str) -> str:
+    """The shell command of a `run_shell_command` call, or the arguments as compact JSON for other tools."""
+    try:
+        parsed = json.loads(arguments) if arguments else {}
+    except ValueError:
+        return arguments
+    if isinstance(parsed, dict) and isinstance(parsed.get("command"), str):
+        return str(parsed["command"])
+    return json.dumps(parsed, ensure_ascii=False)
+
+
+def fold(content: str, lines: int = FOLDED_LINES) -> tuple[str, int]:
+    """The first `lines` lines of `content` and how many more there are."""
+    all_lines = content.rstrip("\n").splitlines()
+    return "\n".join(all_lines[:lines]), max(len(all_lines) - lines, 0)
+
+
+class Renderer:
+    """Prints a turn's events and the chat's notices to a rich console."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._answer: MarkdownStream | None = None
+        self._spinner: Live | None = None
+        self._calls: dict[str, ToolCall] = {}
+        self.outputs: list[ToolOutput] = []
+        """The tool outputs of the last turn, in full (`/output` shows them)."""
+
+    # --- turn lifecycle --------------------------------------------------------------------------------
+
+    def start_turn(self) -> None:
+        self._calls.clear()
+        self.outputs = []
+        self.waiting("thinking …")
+
+    def waiting(self, label: str) -> None:
+        """A transient spinner until the next output."""
+        self.settle()
+        if self.console.is_terminal:
+            self._spinner = Live(Spinner("dots", text=Text(label, style="dim")), console=self.console, transient=True)
+            self._spinner.start()
+
+    def settle(self) -> None:
+        """Stop whatever is live (spinner, streaming answer) before printing something else."""
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
+        if self._answer is not None:
+            self._answer.finish()
+            self._answer = None
+
+    def text(self, delta: str) -> None:
+        if self._answer is None:
+            self.settle()
+            self._answer = MarkdownStream(self.console)
+        self._answer.append(delta)
+
+    def end_turn(self) -> None:
+        self.settle()
+
+    # --- blocks and one-liners -------------------------------------------------------------------------
+
+    def tool_call(self, call: ToolCall) -> None:
+        if call.call_id in self._calls:
+            return
+        self.settle()
+        self._calls[call.call_id] = call
+        command = command_of(call.name, call.arguments)
+        body: RenderableType = (
+            Syntax(f"$ {command}", "bash", word_wrap=True, background_color="default")
+            if call.name == "run_shell_command"
+            else Text(command)
+        )
+        self.console.print(Panel(body, title=f"⚙ {call.name}", title_align="left", border_style="cyan", expand=False))
+
+    def tool_result(self, result: ToolResult) -> None:
+        self.settle()
+        call = self._calls.get(result.call_id)
+        name = call.name if call else "tool"
+        self.outputs.append(
+            ToolOutput(name, command_of(name, call.arguments) if call else "", result.content, result.is_error)
+        )
+        shown, hidden = fold(result.content)
+        style = "red" if result.is_error else "dim"
+        label = "✗ failed" if result.is_error else "✓ output"
+        self.console.print(Text(f"  {label}", style=style))
+        if shown:
+            self.console.print(Text("\n".join(f"  │ {line}" for line in shown.splitlines()), style=style))
+        if hidden:
+            number = len(self.outputs)
+            self.console.print(Text(f"  │ … {hidden} more lines (/output {number} shows all)", style="dim italic"))
+
+    def fallback(self, event: Fallback) -> None:
+        self.settle()
+        self.console.print(
+            Text(f"↪ {event.from_model} failed ({event.error}); falling back to {event.to_model}", style="yellow")
+        )
+
+    def error(self, error: ErrorFrame) -> None:
+        self.settle()
+        self.console.print(Text(f"✗ {error.type}: {error.message}", style="bold red"))
+
+    def notice(self, message: str, style: str = "dim") -> None:
+        self.settle()
+        self.console.print(Text(message, style=style))
+
+    def cancelled(self) -> None:
+        self.settle()
+        self.console.print(Text("⏹ cancelled — the partial answer is kept", style="yellow"))
+
+    def usage(self, summary: str) -> None:
+        self.settle()
+        self.console.print(Text(summary, style="dim"))
+
+    def full_output(self, number: int | None) -> None:
+        """`/output [N]`: the last turn's tool outputs in full (all, or the Nth)."""
+        chosen = self.outputs if number is None else self.outputs[number - 1 : number]
+        if not chosen:
+            self.notice("no tool output in the last turn" if number is None else f"no tool output #{number}")
+            return
+        for output in chosen:
+            title = f"{output.name}: {output.command}" if output.command else output.name
+            style = "red" if output.is_error else "default"
+            self.console.print(Panel(Text(output.content, style=style), title=title, title_align="left", expand=False))
