@@ -1,0 +1,103 @@
+"""The generic OpenAI-compatible client: URL rules, optional key, no OpenRouter-only fields."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from t_koma.errors import AuthenticationError
+from t_koma.messages import ConversationRequest, Finish, Message, SystemBlock, TextDelta
+from t_koma.providers.base import ProviderSpec
+from t_koma.providers.openai_compatible import OpenAICompatibleProvider, v1_base
+from tests.fakes.openrouter import FakeUpstream
+from tests.fakes.replies import error_reply, text_reply
+
+MakeProvider = Callable[..., OpenAICompatibleProvider]
+
+
+@pytest.fixture
+async def make_provider(fake_openrouter: FakeUpstream) -> AsyncIterator[MakeProvider]:
+    made: list[OpenAICompatibleProvider] = []
+
+    def make(base_url: str | None = None, **fields: Any) -> OpenAICompatibleProvider:
+        spec = ProviderSpec(
+            kind="openai_compatible", model="qwen2.5:7b", base_url=base_url or fake_openrouter.url, **fields
+        )
+        made.append(OpenAICompatibleProvider(spec))
+        return made[-1]
+
+    yield make
+    for provider in made:
+        await provider.aclose()
+
+
+@pytest.mark.parametrize(
+    ("base", "expected"),
+    [
+        ("http://localhost:8000", "http://localhost:8000/v1"),
+        ("http://localhost:8000/", "http://localhost:8000/v1"),
+        ("http://localhost:8000/v1", "http://localhost:8000/v1"),
+        ("http://localhost:8000/v1/", "http://localhost:8000/v1"),
+        ("http://proxy/llm", "http://proxy/llm/v1"),
+    ],
+)
+def test_v1_base(base: str, expected: str) -> None:
+    assert v1_base(base) == expected
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/"])
+async def test_chat_goes_to_v1_chat_completions(
+    fake_openrouter: FakeUpstream, make_provider: MakeProvider, suffix: str
+) -> None:
+    provider = make_provider(fake_openrouter.url + suffix)
+    assert provider.chat_url == fake_openrouter.url + "/v1/chat/completions"
+    assert (await provider.complete(ConversationRequest(messages=(Message.user("hi"),)))).text
+    assert fake_openrouter.app.chat_requests[-1].path == "/v1/chat/completions"
+
+
+async def test_no_authorization_header_without_a_key(
+    fake_openrouter: FakeUpstream, make_provider: MakeProvider
+) -> None:
+    await make_provider().complete(ConversationRequest(messages=(Message.user("hi"),)))
+    assert "authorization" not in fake_openrouter.app.chat_requests[-1].headers
+
+
+async def test_bearer_key_when_configured(fake_openrouter: FakeUpstream, make_provider: MakeProvider) -> None:
+    await make_provider(api_key="sk-local-SECRET-42").complete(ConversationRequest(messages=(Message.user("hi"),)))
+    assert fake_openrouter.app.chat_requests[-1].headers["authorization"] == "Bearer sk-local-SECRET-42"
+
+
+async def test_no_openrouter_only_fields_or_headers(fake_openrouter: FakeUpstream, make_provider: MakeProvider) -> None:
+    provider = make_provider(routing=("groq",), allow_fallbacks=False, http_referer="https://x", app_name="app")
+    request = ConversationRequest(system=(SystemBlock("sys"),), messages=(Message.user("hi"),))
+    events = [event async for event in provider.stream(request)]
+    assert isinstance(events[-1], Finish) and any(isinstance(event, TextDelta) for event in events)
+    recorded = fake_openrouter.app.chat_requests[-1]
+    assert "provider" not in recorded.body and "cache_control" not in str(recorded.body)
+    assert not {"http-referer", "x-title", "x-openrouter-title"} & set(recorded.headers)
+    assert recorded.body["messages"][0] == {"role": "system", "content": "sys"}
+
+
+async def test_errors_are_typed_and_keys_scrubbed(fake_openrouter: FakeUpstream, make_provider: MakeProvider) -> None:
+    fake_openrouter.app.enqueue(error_reply(401, "bad key sk-local-SECRET-42"))
+    with pytest.raises(AuthenticationError) as caught:
+        await make_provider(api_key="sk-local-SECRET-42").complete(ConversationRequest(messages=(Message.user("x"),)))
+    assert "sk-local-SECRET-42" not in caught.value.message and caught.value.provider == "openai_compatible"
+
+
+async def test_list_models_from_a_bare_v1_models(fake_openrouter: FakeUpstream, make_provider: MakeProvider) -> None:
+    fake_openrouter.app.models = [{"id": "qwen2.5:7b"}, {"id": "llama3.2:3b"}]
+    models = await make_provider().list_models()
+    assert [(model.id, model.name) for model in models] == [
+        ("qwen2.5:7b", "qwen2.5:7b"),
+        ("llama3.2:3b", "llama3.2:3b"),
+    ]
+    assert fake_openrouter.app.requests[-1].path == "/v1/models"
+
+
+async def test_max_tokens_from_spec(fake_openrouter: FakeUpstream, make_provider: MakeProvider) -> None:
+    fake_openrouter.app.enqueue(text_reply("ok"))
+    await make_provider(max_tokens=99).complete(ConversationRequest(messages=(Message.user("x"),)))
+    assert fake_openrouter.app.last_body["max_tokens"] == 99
