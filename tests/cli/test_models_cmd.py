@@ -118,8 +118,9 @@ def test_json_lists_configured_models_first_then_tool_capable_catalog_models(ope
         "moonshotai/kimi-k2.5:nitro",
         "anthropic/claude-sonnet-4.5",
         "openai/gpt-5",
+        "moonshotai/kimi-k2.5",
         "google/gemini-2.5-pro",
-    ]
+    ], "configured (with the built-in alias's model), then tool-capable catalog models; acme/no-tools is left out"
     assert listed[0] == {
         "id": "moonshotai/kimi-k2.5:nitro",
         "name": "MoonshotAI: Kimi K2.5",
