@@ -23,7 +23,14 @@ from t_koma.messages import (
     ToolUseBlock,
     UsageEvent,
 )
-from t_koma.providers.anthropic_wire import UPSTREAM_NAME, error_from_body, merge_usage, parse_usage, tool_use_from_json
+from t_koma.providers.anthropic_wire import (
+    UPSTREAM_NAME,
+    error_from_body,
+    merge_usage,
+    parse_usage,
+    tool_use_from_json,
+    total_input,
+)
 from t_koma.providers.sse import SSEEvent
 
 
@@ -167,9 +174,10 @@ class StreamAssembler:
             for block in self._ordered_blocks()
             if block.kind == "tool_use" and block.call is None
         ]
-        if self._usage is not None:
-            events.append(UsageEvent(self._usage))
-        events.append(Finish(self.response()))
+        response = self.response()
+        if response.usage is not None:
+            events.append(UsageEvent(response.usage))
+        events.append(Finish(response))
         return events
 
     def _ordered_blocks(self) -> list[_Block]:
@@ -186,7 +194,7 @@ class StreamAssembler:
             id=self._id,
             model=self._model,
             content=tuple(content),
-            usage=self._usage,
+            usage=total_input(self._usage),
             stop_reason=self._stop_reason,
             upstream_provider=UPSTREAM_NAME,
         )

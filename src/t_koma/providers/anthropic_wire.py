@@ -4,6 +4,7 @@ usage and error bodies turned into t-koma's typed models. Pure functions, no I/O
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -173,6 +174,15 @@ def parse_usage(data: Any) -> ProviderUsage | None:
     )
 
 
+def total_input(usage: ProviderUsage | None) -> ProviderUsage | None:
+    """Anthropic's `input_tokens` leaves out cached tokens; t-koma's `input_tokens` counts every prompt token
+    (as OpenAI's `prompt_tokens` does), so cache hit rates compare across providers."""
+    if usage is None:
+        return None
+    cached = (usage.cache_read_tokens or 0) + (usage.cache_creation_tokens or 0)
+    return replace(usage, input_tokens=usage.input_tokens + cached) if cached else usage
+
+
 def merge_usage(base: ProviderUsage | None, update: Any) -> ProviderUsage | None:
     """Fold a `message_delta` usage (cumulative counts, any subset of fields) into what `message_start` said."""
     if not isinstance(update, Mapping):
@@ -239,7 +249,7 @@ def parse_message(data: Any, *, model: str) -> ProviderResponse:
         id=str(data.get("id") or ""),
         model=str(data.get("model") or model),
         content=tuple(block for block in blocks if block is not None),
-        usage=parse_usage(data.get("usage")),
+        usage=total_input(parse_usage(data.get("usage"))),
         stop_reason=data.get("stop_reason") if isinstance(data.get("stop_reason"), str) else None,
         upstream_provider=UPSTREAM_NAME,
     )
