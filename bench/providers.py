@@ -22,14 +22,15 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.fakes.openrouter_wire import KEEPALIVE, stream_events  # noqa: E402
+from tests.fakes.replies import Usage, text_reply  # noqa: E402
+
 from t_koma.messages import ConversationRequest, Message, SystemBlock  # noqa: E402
 from t_koma.providers.base import ProviderSpec  # noqa: E402
 from t_koma.providers.openai_format import build_body  # noqa: E402
 from t_koma.providers.openai_stream import StreamAssembler  # noqa: E402
 from t_koma.providers.openrouter import OpenRouterProvider  # noqa: E402
 from t_koma.providers.sse import SSEDecoder  # noqa: E402
-from tests.fakes.openrouter_wire import KEEPALIVE, stream_events  # noqa: E402
-from tests.fakes.replies import Usage, text_reply  # noqa: E402
 
 KEY = "sk-or-bench-0000"
 SERVER = """
@@ -147,9 +148,8 @@ def main() -> None:
     print(f"  {'':<30} {'median ms':>10} {'p99 ms':>10}")
     for label, (median, p99) in results.items():
         print(f"  {label:<30} {median:>10.3f} {p99:>10.3f}")
-    print(
-        f"  target: overhead median <= 0.300 ms -> {'ok' if results['overhead (quantile diff)'][0] <= 0.3 else 'MISSED'}"
-    )
+    verdict = "ok" if results["overhead (quantile diff)"][0] <= 0.3 else "MISSED"
+    print(f"  target: overhead median <= 0.300 ms -> {verdict}")
     print(f"\nstreaming parse throughput (one core, {args.chunks} content chunks, best of {args.rounds})")
     throughput = parse_throughput(args.chunks, args.rounds)
     for label, rate in throughput.items():
