@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
@@ -80,7 +80,6 @@ class _Exchange:
     send: Send
     generation_id: str
     model: str
-    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     async def start(self, status: int, content_type: bytes, headers: Mapping[str, str] | None = None) -> None:
         raw = [(b"content-type", content_type), (b"x-generation-id", self.generation_id.encode())]
