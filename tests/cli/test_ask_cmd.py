@@ -1,0 +1,262 @@
+"""`t-koma ask` as a real subprocess against the fake OpenRouter: streamed text, the --json contract, exit
+codes, tool approval without a TTY and on one, sessions, and what survives a kill -9 or a Ctrl+C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import pytest
+
+from tests.engine.support import query, write_config
+from tests.fakes.openrouter import TEST_KEY, FakeUpstream
+from tests.fakes.replies import StallReply, error_reply, midstream_error_reply, text_reply, tool_call_reply
+
+JSON_KEYS = {"provider", "model", "text", "stop_reason", "session_id", "steps", "tool_calls", "fallbacks", "usage"}
+USAGE_KEYS = {"input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "reasoning_tokens", "cost"}
+
+
+def t_koma(*args: str, stdin: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "t_koma", *args],
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert TEST_KEY not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    return done
+
+
+def shell(call_id: str, command: str) -> tuple[str, str, str]:
+    return (call_id, "run_shell_command", json.dumps({"command": command}))
+
+
+def database() -> Path:
+    return Path(os.environ["T_KOMA_DATA_DIR"]) / "koma.sqlite3"
+
+
+def wait_until(condition: Any, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+def config(fake_openrouter: FakeUpstream) -> None:
+    write_config(approval="ask")
+
+
+def test_the_answer_streams_to_stdout(fake_openrouter: FakeUpstream) -> None:
+    fake_openrouter.app.enqueue(text_reply("Hello there, human."))
+
+    done = t_koma("ask", "Say hello")
+
+    assert (done.returncode, done.stdout) == (0, "Hello there, human.\n")
+    assert fake_openrouter.app.last_body["stream"] is True
+
+
+def test_json_prints_one_object_with_the_contracted_shape(fake_openrouter: FakeUpstream) -> None:
+    fake = fake_openrouter.app
+    fake.enqueue(error_reply(502, "Bad gateway"))
+    fake.enqueue(tool_call_reply([shell("call_1", "echo via-json")], text="Let me run it."))
+    fake.enqueue(text_reply("It said via-json."))
+
+    done = t_koma("ask", "--json", "--yes", "-m", "alpha,beta", "Run it")
+
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert set(payload) == JSON_KEYS and set(payload["usage"]) == USAGE_KEYS
+    assert (payload["provider"], payload["model"], payload["text"]) == ("openrouter", "test/beta", "It said via-json.")
+    assert payload["steps"] == 2 and payload["session_id"].startswith("sess_")
+    [call] = payload["tool_calls"]
+    assert (call["id"], call["name"], call["arguments"], call["is_error"]) == (
+        "call_1",
+        "run_shell_command",
+        {"command": "echo via-json"},
+        False,
+    )
+    assert "via-json" in call["result"]
+    assert [f["model"] for f in payload["fallbacks"]] == ["alpha"] and "Bad gateway" in payload["fallbacks"][0]["error"]
+    assert (payload["usage"]["input_tokens"], payload["usage"]["output_tokens"]) == (24, 14)
+    assert done.stderr == ""
+
+
+def test_tool_calls_are_shown_on_stderr_and_denied_without_a_tty(fake_openrouter: FakeUpstream) -> None:
+    fake_openrouter.app.enqueue(tool_call_reply([shell("c1", "touch made-by-tool")]), text_reply("I was not allowed."))
+
+    done = t_koma("ask", "Make a file")
+
+    assert done.returncode == 0
+    assert done.stdout == "I was not allowed.\n"
+    assert "[tool] run_shell_command: touch made-by-tool" in done.stderr
+    assert "--yes" in done.stderr
+    assert not Path("made-by-tool").exists()
+
+
+def test_yes_runs_tools_and_stdin_can_carry_the_prompt(fake_openrouter: FakeUpstream) -> None:
+    fake = fake_openrouter.app
+    fake.enqueue(tool_call_reply([shell("c1", "echo key=[$OPENROUTER_API_KEY]; touch made-by-tool")]))
+    fake.enqueue(text_reply("Done."))
+
+    done = t_koma("ask", "--yes", "-", stdin="Prompt from stdin\n")
+
+    assert done.returncode == 0 and Path("made-by-tool").exists()
+    assert "key=[]" in done.stderr
+    first_user = [m for m in fake.chat_requests[0].body["messages"] if m["role"] == "user"]  # type: ignore[index]
+    assert "Prompt from stdin" in str(first_user)
+
+
+def test_the_approval_prompt_on_a_terminal(fake_openrouter: FakeUpstream) -> None:
+    fake = fake_openrouter.app
+    fake.enqueue(tool_call_reply([shell("c1", "touch via-tty")]), text_reply("Made it."))
+    child = pexpect.spawn(sys.executable, ["-m", "t_koma", "ask", "Make a file"], encoding="utf-8", timeout=20)
+    try:
+        child.expect(r"Run run_shell_command: touch via-tty\? \[y\]es / \[n\]o / \[a\]lways: ")
+        child.sendline("y")
+        child.expect("Made it.")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+
+    assert child.exitstatus == 0
+    assert Path("via-tty").exists()
+
+
+def test_no_stream_and_no_tools(fake_openrouter: FakeUpstream) -> None:
+    done = t_koma("ask", "--no-stream", "--no-tools", "--system", "Be brief.", "Hi")
+
+    body = fake_openrouter.app.last_body
+    assert done.returncode == 0 and done.stdout == "Hello from the fake upstream.\n"
+    assert body.get("stream") in (None, False) and "tools" not in body
+    assert body["messages"][0]["content"] == "Be brief."
+
+
+def test_session_last_continues_the_latest_session(fake_openrouter: FakeUpstream) -> None:
+    fake_openrouter.app.enqueue(text_reply("Noted: blue."), text_reply("Blue."))
+    first = json.loads(t_koma("ask", "--json", "My colour is blue").stdout)
+
+    second = json.loads(t_koma("ask", "--json", "--session", "last", "What is my colour?").stdout)
+
+    assert second["session_id"] == first["session_id"]
+    sent = [m["role"] for m in fake_openrouter.app.last_body["messages"]]
+    assert sent == ["system", "user", "assistant", "user"]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind"),
+    [(401, 3, "authentication_error"), (402, 3, "insufficient_credits"), (404, 4, "model_not_found")],
+)
+def test_upstream_errors_exit_with_their_code(fake_openrouter: FakeUpstream, status: int, code: int, kind: str) -> None:
+    fake_openrouter.app.enqueue(error_reply(status, "Nope"))
+
+    done = t_koma("ask", "--json", "Hi")
+
+    assert done.returncode == code
+    error = json.loads(done.stdout)["error"]
+    assert (set(error), error["type"], error["status"]) == ({"message", "type", "status"}, kind, status)
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("t-koma: ")
+
+
+def test_every_model_failing_exits_5_listing_them(fake_openrouter: FakeUpstream) -> None:
+    fake_openrouter.app.enqueue(error_reply(502, "Bad gateway"), midstream_error_reply("half", code=503))
+
+    done = t_koma("ask", "--json", "Hi")
+
+    assert done.returncode == 5
+    error = json.loads(done.stdout)["error"]
+    assert error["type"] == "all_models_exhausted" and error["status"] is None
+    assert "alpha" in error["message"] and "beta" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("-m", "no-such-alias", "Hi"), ("--session", "sess_missing", "Hi"), ("   ",), ("--max-steps", "0", "Hi")],
+)
+def test_usage_and_config_errors_exit_2(args: tuple[str, ...]) -> None:
+    done = t_koma("ask", *args)
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+
+
+def test_kill_9_keeps_the_user_message_and_the_next_run_marks_the_turn(fake_openrouter: FakeUpstream) -> None:
+    fake_openrouter.app.enqueue(StallReply(seconds=60, partial_text="thinking"))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "t_koma", "ask", "A question that never gets answered"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(lambda: fake_openrouter.app.chat_requests and database().exists())
+        wait_until(lambda: query(database(), "SELECT count(*) FROM messages") == [(1,)])
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.communicate()
+
+    history = json.loads(t_koma("history", "last", "--json").stdout)
+    assert [m["content"] for m in history["messages"]] == [
+        [{"type": "text", "text": "A question that never gets answered"}]
+    ]
+    assert query(database(), "PRAGMA integrity_check") == [("ok",)]
+
+    fake_openrouter.app.enqueue(text_reply("Back again."))
+    assert t_koma("ask", "--session", "last", "Still there?").returncode == 0
+
+    messages = json.loads(t_koma("history", "last", "--json").stdout)["messages"]
+    assert [(m["role"], m["status"]) for m in messages] == [
+        ("user", None),
+        ("assistant", "interrupted"),
+        ("user", None),
+        ("assistant", None),
+    ]
+    assert query(database(), "SELECT status FROM turns ORDER BY started") == [("interrupted",), ("done",)]
+
+
+def test_ctrl_c_cancels_the_turn_stores_it_and_exits_130(fake_openrouter: FakeUpstream) -> None:
+    fake_openrouter.app.enqueue(StallReply(seconds=60, partial_text="the beginning"))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "t_koma", "ask", "Tell me everything"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.read(len("the beginning")) == "the beginning"
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=15)
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+    assert child.returncode == 130
+    assert "cancelled" in err and "Traceback" not in err
+    messages = json.loads(t_koma("history", "last", "--json").stdout)["messages"]
+    assert messages[-1]["status"] == "cancelled"
+    assert messages[-1]["content"][0]["text"].startswith("the beginning")
+    assert query(database(), "SELECT status FROM turns") == [("cancelled",)]
+
+
+def test_no_key_reaches_the_database(fake_openrouter: FakeUpstream) -> None:
+    fake_openrouter.app.enqueue(tool_call_reply([shell("c1", "env")]), text_reply("ok"))
+
+    assert t_koma("ask", "--yes", "Show env").returncode == 0
+
+    files = list(database().parent.glob("koma.sqlite3*"))
+    assert database() in files
+    assert all(TEST_KEY.encode() not in path.read_bytes() for path in files)
