@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import click
-from rich import box
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from t_koma.cli.output import fail_json, print_json
@@ -17,6 +16,8 @@ from t_koma.errors import TKomaError
 from t_koma.messages import ModelInfo
 from t_koma.providers.catalog import top_models
 from t_koma.providers.factory import ModelResolver
+
+_MIN_NAME_WIDTH = 12
 
 
 @click.command("models")
@@ -43,7 +44,7 @@ def models(provider_name: str | None, limit: int, refresh: bool, as_json: bool) 
     if as_json:
         print_json([model.to_dict() for model in listed])
     else:
-        Console().print(_table(listed))
+        _print_table(listed)
 
 
 async def _list_models(provider_name: str | None, limit: int, refresh: bool) -> list[ModelInfo]:
@@ -67,17 +68,31 @@ def _default_provider_name(config: Config) -> str:
     return first.alias if first.provider == "openai_compatible" else first.provider
 
 
-def _table(listed: list[ModelInfo]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD)
-    table.add_column("ID", no_wrap=True)
-    table.add_column("Name")
-    table.add_column("Context", justify="right")
-    table.add_column("$/M input", justify="right")
-    table.add_column("$/M output", justify="right")
-    for model in listed:
-        context = f"{model.context_length:,}" if model.context_length else "-"
-        table.add_row(model.id, model.name, context, _price(model.prompt_price), _price(model.completion_price))
-    return table
+def _print_table(listed: list[ModelInfo]) -> None:
+    """IDs and numbers are never cut (IDs get copied into `-m`); only names are shortened to fit the terminal."""
+    rows = [
+        (
+            model.id,
+            model.name,
+            f"{model.context_length:,}" if model.context_length else "-",
+            _price(model.prompt_price),
+            _price(model.completion_price),
+        )
+        for model in listed
+    ]
+    headers = ("ID", "Name", "Context", "$/M in", "$/M out")
+    widths = [max([len(header), *(len(row[index]) for row in rows)]) for index, header in enumerate(headers)]
+    console = Console()
+    fixed = sum(widths) - widths[1] + 2 * (len(headers) - 1)
+    name_width = min(widths[1], max(_MIN_NAME_WIDTH, console.width - fixed))
+    table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
+    for index, header in enumerate(headers):
+        width = name_width if index == 1 else widths[index]
+        justify: JustifyMethod = "left" if index < 2 else "right"
+        table.add_column(header, no_wrap=True, overflow="ellipsis", width=width, justify=justify)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(console.width, fixed + name_width)).print(table)
 
 
 def _price(per_token: float | None) -> str:
