@@ -170,7 +170,7 @@ async def test_sessions_create_list_switch_history_delete(gateway: RunningGatewa
     session_id = created["session_id"]
     assert created == {"type": "session_created", "id": "c", "session_id": session_id, "title": "notes"}
     await client.send(type="chat", content="hello there")
-    turn, response = await client.until("response")
+    _, response = await client.until("response")
     assert response["session_id"] == session_id  # the chat went to the current session
     await client.send(type="list_sessions")
     sessions = (await client.expect("session_list"))["sessions"]

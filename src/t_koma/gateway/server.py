@@ -42,6 +42,8 @@ def uvicorn_config(app: Any, config: Config, host: str, port: int) -> uvicorn.Co
         http="httptools",
         ws="websockets-sansio",
         ws_max_size=settings.max_frame_bytes,
+        # Deltas are small: compressing them costs CPU per frame and zlib state per connection for little gain.
+        ws_per_message_deflate=False,
         lifespan="off",
         access_log=False,
         log_config=None,

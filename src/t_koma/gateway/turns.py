@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from t_koma.engine.events import (
@@ -53,7 +54,7 @@ class RunningTurn:
         self.sink = sink
         self.request_id = request_id
         self.session_id = session_id
-        self._request = request
+        self._request = replace(request, approval=self._approve)
         self._approvals: dict[str, asyncio.Future[ApprovalDecision]] = {}
         self._asked: set[str] = set()
         self._step_text: list[str] = []

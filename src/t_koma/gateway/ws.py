@@ -27,12 +27,12 @@ SLOW_CLIENT_SECONDS = 30.0
 class Connection:
     """One client socket: its send queue and writer, and its state (selection, current session, turns)."""
 
-    def __init__(self, websocket: WebSocket, state: GatewayState, *, slow_client_seconds: float = SLOW_CLIENT_SECONDS):
+    def __init__(self, websocket: WebSocket, state: GatewayState) -> None:
         self.websocket = websocket
         self.state = state
         self.closed = False
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(SEND_QUEUE_FRAMES)
-        self._slow_client_seconds = slow_client_seconds
+        self._slow_client_seconds = SLOW_CLIENT_SECONDS
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self.handlers = Handlers(self, state)
