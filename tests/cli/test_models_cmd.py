@@ -159,8 +159,8 @@ def test_table_shows_context_and_prices_per_million(openrouter: Any) -> None:
         "ID",
         "Name",
         "Context",
-        "$/M input",
-        "$/M output",
+        "$/M in",
+        "$/M out",
     ]
     sonnet = next(line for line in lines if "anthropic/claude-sonnet-4.5" in line).split()
     assert sonnet[-3:] == ["1,000,000", "3", "15"]
@@ -242,3 +242,13 @@ def test_without_json_errors_are_one_stderr_line_only() -> None:
     assert run.code == 2
     assert run.stdout == ""
     assert run.stderr.startswith("t-koma: ANTHROPIC_API_KEY is not set")
+
+
+def test_narrow_terminals_shorten_names_but_never_ids(openrouter: Any) -> None:
+    run = t_koma("models", env={**os.environ, "COLUMNS": "50"})
+
+    assert run.code == 0, run.stderr
+    for model_id in ("anthropic/claude-sonnet-4.5", "openai/gpt-5", "moonshotai/kimi-k2.5", "google/gemini-2.5-pro"):
+        assert model_id in run.stdout
+    assert "Anthropic: Claude Sonnet 4.5" not in run.stdout
+    assert "…" in run.stdout
