@@ -4,6 +4,7 @@ missing-key reporting, and the provider clients and catalogs it caches."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -346,4 +347,43 @@ async def test_openrouter_catalog_needs_no_key_but_anthropic_does(tmp_path: Path
         MissingKeyError, match=r"^ANTHROPIC_API_KEY is not set: .*\(needed by listing Anthropic models\)$"
     ):
         resolver.catalog("anthropic")
+    await resolver.aclose()
+
+
+def test_each_provider_kind_gets_its_client_class(resolver: ModelResolver) -> None:
+    from t_koma.providers.openai_compatible import OpenAICompatibleProvider
+    from t_koma.providers.openrouter import OpenRouterProvider
+
+    assert isinstance(resolver.provider("kimi"), OpenRouterProvider)
+    assert isinstance(resolver.provider("local"), OpenAICompatibleProvider)
+    assert isinstance(resolver.provider("claude"), AnthropicProvider)
+
+
+# --- validation against the live catalog ------------------------------------------------------------------
+
+
+async def test_validate_checks_openrouter_ids_against_the_catalog(fake_openrouter: Any, tmp_path: Path) -> None:
+    resolver = ModelResolver(load_config(cwd=tmp_path))
+    try:
+        spec = await resolver.validate("moonshotai/kimi-k2.5:nitro")
+        assert (spec.kind, spec.model) == ("openrouter", "moonshotai/kimi-k2.5:nitro")
+        assert (await resolver.validate("openrouter")).model == "anthropic/claude-sonnet-4.5"
+
+        with pytest.raises(InvalidModelError) as caught:
+            await resolver.validate("moonshotai/kimi-k2.6")
+        assert "moonshotai/kimi-k2.5" in caught.value.suggestions
+        assert caught.value.exit_code == 4
+    finally:
+        await resolver.aclose()
+    catalog_calls = [r for r in fake_openrouter.app.requests if r.path.endswith("/models")]
+    assert len(catalog_calls) == 1, "the catalog is fetched once and reused"
+
+
+async def test_validate_does_not_fetch_a_catalog_for_other_providers(fake_openrouter: Any, tmp_path: Path) -> None:
+    config = make_config(tmp_path, CONFIG, ANTHROPIC_API_KEY=ANTHROPIC_SECRET, ANTHROPIC_BASE_URL="http://127.0.0.1:9")
+    resolver = ModelResolver(config)
+
+    assert (await resolver.validate("claude")).model == "claude-opus-4-1"
+    assert (await resolver.validate("anything", provider="local")).model == "anything"
+    assert fake_openrouter.app.requests == []
     await resolver.aclose()
