@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from tests.fakes.anthropic import FakeUpstream as FakeAnthropicUpstream
+from tests.fakes.replies import error_reply
 
 OPENROUTER_TEST_KEY = "sk-or-test-SECRET-0001"
 ANTHROPIC_TEST_KEY = "sk-ant-test-SECRET-0002"
@@ -207,6 +208,22 @@ def test_unreachable_upstream_is_a_connection_error(tmp_path: Path) -> None:
     assert error["type"] == "connection_error"
     assert run.stderr.startswith("t-koma: ") and run.stderr.count("\n") == 1
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "exit_code"),
+    [(401, "authentication_error", 3), (429, "rate_limited", 5), (502, "upstream_error", 5)],
+)
+def test_upstream_errors_keep_their_status(openrouter: Any, status: int, error_type: str, exit_code: int) -> None:
+    openrouter.app.enqueue_models(error_reply(status, "Upstream said no"))
+
+    run = t_koma("models", "--json")
+
+    assert run.code == exit_code
+    error = run.json()["error"]
+    assert (error["type"], error["status"]) == (error_type, status)
+    assert "Upstream said no" in error["message"]
+    assert run.stderr == f"t-koma: {error['message']}\n"
 
 
 @pytest.mark.parametrize(
