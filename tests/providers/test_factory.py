@@ -387,3 +387,11 @@ async def test_validate_does_not_fetch_a_catalog_for_other_providers(fake_openro
     assert (await resolver.validate("anything", provider="local")).model == "anything"
     assert fake_openrouter.app.requests == []
     await resolver.aclose()
+
+
+def test_a_malformed_configured_id_names_its_alias(tmp_path: Path) -> None:
+    toml = '[models.bad]\nprovider = "openrouter"\nmodel = "gpt-4o"\n'
+    resolver = ModelResolver(make_config(tmp_path, toml, OPENROUTER_API_KEY=OPENROUTER_SECRET))
+
+    with pytest.raises(InvalidModelError, match=r"^model alias 'bad' in config.toml: model ID 'gpt-4o' is not of the"):
+        resolver.resolve("bad")

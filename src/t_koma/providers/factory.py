@@ -64,7 +64,12 @@ class ModelResolver:
         unknown reference, `MissingKeyError` when the key variable is unset, `InvalidModelError` for a
         malformed ID."""
         model, alias = self._lookup(ref, provider)
-        _check_model_id(model.provider, model.model)
+        try:
+            _check_model_id(model.provider, model.model)
+        except InvalidModelError as exc:
+            if alias is None:
+                raise
+            raise InvalidModelError(f"model alias '{alias}' in config.toml: {exc.message}") from None
         needed_by = f"model alias '{alias}'" if alias else f"{_DISPLAY[model.provider]} model '{model.model}'"
         return self._spec(model, alias, needed_by)
 
