@@ -1,8 +1,8 @@
 """A real gateway for the tests: the app under `GatewayServer` (uvicorn, httptools, websockets-sansio) on a free
 loopback port in the test's own event loop, the real engine and SQLite store, and the fake upstreams.
 
-Everything a test sees — WebSocket frames, HTTP bodies, log records — is recorded in `gateway.seen`, and at
-teardown the recording is scanned for the test keys and the gateway token's neighbours: none may appear."""
+Everything the gateway sends — WebSocket frames, HTTP bodies and headers — and every log record is recorded in
+`gateway.seen`; at teardown the recording is scanned for the test keys and the gateway token: none may appear."""
 
 from __future__ import annotations
 
@@ -74,6 +74,27 @@ class _Recorder(logging.Handler):
         self.seen.append(text)
 
 
+class RecordingApp:
+    """Wraps the gateway app and records every byte it sends: HTTP bodies (streamed or not), headers, WebSocket
+    frames and denial responses."""
+
+    def __init__(self, app: Any, seen: list[str]) -> None:
+        self.app = app
+        self.seen = seen
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def recording_send(message: Any) -> None:
+            for key in ("body", "text", "bytes"):
+                value = message.get(key)
+                if value:
+                    self.seen.append(value if isinstance(value, str) else value.decode("utf-8", "replace"))
+            for _, value in message.get("headers", ()):
+                self.seen.append(value.decode("latin-1"))
+            await send(message)
+
+        await self.app(scope, receive, recording_send)
+
+
 class WsClient:
     """A `websockets` client that decodes frames and records them."""
 
@@ -135,7 +156,7 @@ class RunningGateway:
         options.setdefault("additional_headers", self.auth_headers)
         connection = await connect(self.url.replace("http://", "ws://") + path, **options)
         client = WsClient(connection, self.seen)
-        if hello and path == "/ws":
+        if hello and path.split("?")[0] == "/ws":
             await client.expect("hello")
         return client
 
@@ -154,9 +175,10 @@ async def run_gateway(config: Config) -> AsyncIterator[RunningGateway]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     announced: list[str] = []
-    server = GatewayServer(uvicorn_config(app, config, "127.0.0.1", port), state, announced.append)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
     gateway = RunningGateway(config, engine, state, f"http://127.0.0.1:{port}", state.auth.secret, announced)
+    recording = RecordingApp(app, gateway.seen)
+    server = GatewayServer(uvicorn_config(recording, config, "127.0.0.1", port), state, announced.append)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     recorder = _Recorder(gateway.seen)
     for name in ("t_koma", "uvicorn"):
         logging.getLogger(name).addHandler(recorder)
@@ -173,8 +195,8 @@ async def run_gateway(config: Config) -> AsyncIterator[RunningGateway]:
         await engine.close()
         sock.close()
     gateway.seen.extend(state.logs.backlog())
-    leaked = [text for text in gateway.seen for key in TEST_KEYS if key in text]
-    assert not leaked, f"a test key leaked: {leaked[:3]}"
+    leaked = [text for text in gateway.seen for secret in (*TEST_KEYS, gateway.token) if secret in text]
+    assert not leaked, f"a secret leaked: {leaked[:3]}"
 
 
 def write_config(text: str) -> Path:

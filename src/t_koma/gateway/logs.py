@@ -19,6 +19,22 @@ from t_koma.errors import scrub
 LOGGERS = ("t_koma", "uvicorn.error")
 
 
+class ScrubFilter(logging.Filter):
+    """Rewrites a record's message with every secret masked, for every handler that sees it (uvicorn logs
+    request paths, and a browser's `?token=` is part of the path)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._secrets = tuple(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = scrub(message, self._secrets)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        return True
+
+
 class Subscriber:
     """One `/logs` client: a bounded queue of lines and how many were dropped since it last caught up."""
 
@@ -47,16 +63,20 @@ class LogHub(logging.Handler):
         self._queue_size = queue_size
         self._lock = threading.Lock()
         self._attached: list[logging.Logger] = []
+        self.scrubber = ScrubFilter(self._secrets)
 
     def attach(self, names: Iterable[str] = LOGGERS) -> None:
+        """Handle records of `names`; records logged on those loggers themselves are also scrubbed in place."""
         for name in names:
             logger = logging.getLogger(name)
             logger.addHandler(self)
+            logger.addFilter(self.scrubber)
             self._attached.append(logger)
 
     def detach(self) -> None:
         for logger in self._attached:
             logger.removeHandler(self)
+            logger.removeFilter(self.scrubber)
         self._attached.clear()
 
     def format_line(self, record: logging.LogRecord) -> str:

@@ -113,6 +113,8 @@ async def serve(
     try:
         app = create_app(config, engine)
         server = GatewayServer(uvicorn_config(app, config, host, port), gateway_state(app), announce)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(gateway_state(app).logs.scrubber)
         try:
             await server.serve()
         finally:
