@@ -59,16 +59,31 @@ def describe_error(error: ProviderError) -> str:
 
 
 class CircuitBreaker:
-    """Per-model cooldowns, stored in the `Store` so that every process sees them."""
+    """Per-model cooldowns, stored in the `Store` so that every process sees them. A store read is reused for
+    `refresh_seconds` (this process's own failures and successes apply at once), so that the steps of a tool loop
+    do not each pay a database round trip; another process's new cooldown is seen within that time."""
 
-    def __init__(self, store: Store, policy: RetryPolicy | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        policy: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        refresh_seconds: float = 1.0,
+    ) -> None:
         self.store = store
         self.policy = policy or RetryPolicy()
         self.clock = clock
+        self.refresh_seconds = refresh_seconds
+        self._seen: dict[str, tuple[float, Cooldown | None]] = {}
 
     async def cooldown(self, label: str) -> Cooldown | None:
-        cooldown = await self.store.get_cooldown(label)
-        if cooldown is None or cooldown.until <= self.clock():
+        now = self.clock()
+        seen = self._seen.get(label)
+        if seen is None or now - seen[0] >= self.refresh_seconds:
+            seen = (now, await self.store.get_cooldown(label))
+            self._seen[label] = seen
+        cooldown = seen[1]
+        if cooldown is None or cooldown.until <= now:
             return None
         return cooldown
 
@@ -81,10 +96,13 @@ class CircuitBreaker:
         until = self.clock() + self.cooldown_seconds(error)
         reason = describe_error(error)
         await self.store.set_cooldown(label, until, reason)
-        return Cooldown(label, until, reason)
+        cooldown = Cooldown(label, until, reason)
+        self._seen[label] = (self.clock(), cooldown)
+        return cooldown
 
     async def record_success(self, label: str) -> None:
         await self.store.clear_cooldown(label)
+        self._seen[label] = (self.clock(), None)
 
 
 @dataclass(frozen=True, slots=True)
