@@ -260,3 +260,26 @@ def test_no_key_reaches_the_database(fake_openrouter: FakeUpstream) -> None:
     files = list(database().parent.glob("koma.sqlite3*"))
     assert database() in files
     assert all(TEST_KEY.encode() not in path.read_bytes() for path in files)
+
+
+def test_model_ids_are_checked_against_the_catalog(fake_openrouter: FakeUpstream) -> None:
+    typo = t_koma("ask", "-m", "openai/gpt-4o-mnii", "Hi")
+    variant = t_koma("ask", "-m", "openai/gpt-4o-mini:nitro", "Hi")
+
+    assert typo.returncode == 4 and "openai/gpt-4o-mini" in typo.stderr
+    assert variant.returncode == 0
+    assert [(r.body or {}).get("model") for r in fake_openrouter.app.chat_requests] == ["openai/gpt-4o-mini:nitro"]
+
+
+def test_provider_alone_picks_that_providers_model(fake_openrouter: FakeUpstream, fake_anthropic: Any) -> None:
+    fake_anthropic.app.enqueue(text_reply("Native Claude."))
+
+    done = t_koma("ask", "--provider", "Anthropic", "--json", "Hi")
+
+    payload = json.loads(done.stdout)
+    assert (payload["provider"], payload["model"], payload["text"]) == (
+        "anthropic",
+        "claude-sonnet-4-5",
+        "Native Claude.",
+    )
+    assert fake_openrouter.app.chat_requests == []
