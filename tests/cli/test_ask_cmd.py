@@ -226,7 +226,10 @@ def test_kill_9_keeps_the_user_message_and_the_next_run_marks_the_turn(fake_open
     assert query(database(), "SELECT status FROM turns ORDER BY started") == [("interrupted",), ("done",)]
 
 
-def test_ctrl_c_cancels_the_turn_stores_it_and_exits_130(fake_openrouter: FakeUpstream) -> None:
+@pytest.mark.parametrize(("signal_number", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_cancels_the_turn_stores_it_and_exits(
+    fake_openrouter: FakeUpstream, signal_number: int, code: int
+) -> None:
     fake_openrouter.app.enqueue(StallReply(seconds=60, partial_text="the beginning"))
     child = subprocess.Popen(
         [sys.executable, "-m", "t_koma", "ask", "Tell me everything"],
@@ -238,13 +241,13 @@ def test_ctrl_c_cancels_the_turn_stores_it_and_exits_130(fake_openrouter: FakeUp
     try:
         assert child.stdout is not None
         assert child.stdout.read(len("the beginning")) == "the beginning"
-        child.send_signal(signal.SIGINT)
+        child.send_signal(signal_number)
         _, err = child.communicate(timeout=15)
     finally:
         if child.poll() is None:
             child.kill()
 
-    assert child.returncode == 130
+    assert child.returncode == code
     assert "cancelled" in err and "Traceback" not in err
     messages = json.loads(t_koma("history", "last", "--json").stdout)["messages"]
     assert messages[-1]["status"] == "cancelled"
