@@ -199,7 +199,11 @@ class _Connection:
             )
         elif model not in known:
             await self.error(
-                rid, f"unknown model '{model}'", "invalid_model", reason="unknown_model", suggestions=["vendor1/model-1"]
+                rid,
+                f"unknown model '{model}'",
+                "invalid_model",
+                reason="unknown_model",
+                suggestions=["vendor1/model-1"],
             )
         else:
             self.selection = (provider, model)

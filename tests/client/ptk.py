@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -26,12 +27,19 @@ BACKSPACE = "\x7f"
 
 
 class Screen(io.StringIO):
-    """What the application wrote, as text (escape sequences included)."""
+    """What the application wrote: `getvalue()` with escape sequences, `text` without them."""
 
     encoding = "utf-8"
 
     def isatty(self) -> bool:
         return False
+
+    @property
+    def text(self) -> str:
+        return _ESCAPES.sub("", self.getvalue())
+
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @contextmanager

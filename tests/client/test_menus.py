@@ -92,7 +92,7 @@ async def test_a_greyed_provider_cannot_be_chosen_and_says_why() -> None:
         pipe.send_text(ENTER)
         chosen = await task
     assert chosen is not None and chosen.name == "openrouter"
-    assert "Select Model Provider" in screen.getvalue()
+    assert "Select Model Provider" in screen.text
 
 
 async def test_ctrl_c_in_the_menu_quits() -> None:
@@ -100,14 +100,12 @@ async def test_ctrl_c_in_the_menu_quits() -> None:
         await run_app(choose_provider(options(ANTHROPIC, OPENROUTER), "default"), pipe, CTRL_C)
 
 
-@pytest.mark.parametrize(
-    ("key", "decision"), [("y", "approve"), ("n", "deny"), ("a", "always"), (CTRL_C, "cancel")]
-)
+@pytest.mark.parametrize(("key", "decision"), [("y", "approve"), ("n", "deny"), ("a", "always"), (CTRL_C, "cancel")])
 async def test_approval_prompt_keys(key: str, decision: str) -> None:
     with terminal() as (pipe, screen):
         result = await run_app(ApprovalPrompt("run_shell_command").application().run_async(), pipe, key)
     assert result == decision
-    assert "Run run_shell_command?" in screen.getvalue()
+    assert "Run run_shell_command?" in screen.text
 
 
 async def test_enter_alone_does_not_approve() -> None:

@@ -71,7 +71,7 @@ async def test_shows_the_top_20_and_enter_takes_the_first() -> None:
         chosen = await run_app(chooser.run(), pipe, ENTER)
     assert chosen == "vendor0/model-0"
     assert gateway.checked == ["vendor0/model-0"]
-    shown = screen.getvalue()
+    shown = screen.text
     assert "Model 0" in shown and "Model 19" in shown and "Model 20" not in shown
     assert "128k ctx" in shown and "$3/$15 /M" in shown and "General model number 0. Second line." in shown
 
@@ -115,7 +115,7 @@ async def test_a_custom_id_is_validated_and_an_error_is_shown_inline_then_re_pro
         pipe.send_text(ENTER)
         assert await asyncio.wait_for(task, 10) == "acme/real-model"
     assert gateway.checked == ["acme/fake-model", "acme/real-model"]
-    assert "✗ unknown model 'acme/fake-model'" in screen.getvalue()
+    assert "✗ unknown model 'acme/fake-model'" in screen.text
 
 
 async def test_a_filter_that_matches_nothing_offers_itself_as_a_custom_id() -> None:
@@ -127,7 +127,7 @@ async def test_a_filter_that_matches_nothing_offers_itself_as_a_custom_id() -> N
         await until(lambda: chooser.visible() == [] and chooser.query == "someone/new-model:free")
         pipe.send_text(ENTER)
         assert await asyncio.wait_for(task, 10) == "someone/new-model:free"
-    assert "as a custom model ID" in screen.getvalue()
+    assert "as a custom model ID" in screen.text
 
 
 async def test_escape_means_the_default_model() -> None:

@@ -85,5 +85,7 @@ def test_status_bar_warns_while_reconnecting_and_shows_notices() -> None:
 
 def test_turn_summary_line() -> None:
     turn = Usage(1200, 34, 1000, 0, 0.0012)
-    assert turn_summary(turn, turn + turn) == "tokens 1,200 in / 34 out · cache r1.0k w0 83% · $0.0012 (session $0.0024)"
+    assert (
+        turn_summary(turn, turn + turn) == "tokens 1,200 in / 34 out · cache r1.0k w0 83% · $0.0012 (session $0.0024)"
+    )
     assert turn_summary(Usage(5, 6), Usage(5, 6)) == "tokens 5 in / 6 out · $? (session $?)"

@@ -104,6 +104,9 @@ class ChatApp:
         self.notice: str | None = None
         self.quitting = False
         self.turns = 0
+        self.inputs_started = 0
+        self.inputs_done = 0
+        """Counts of input lines taken from the prompt and fully handled (for tests and scripted runs)."""
         self._interrupts = 0
         self._task: asyncio.Task[None] | None = None
         self._cancelling: asyncio.Future[None] | None = None
@@ -137,6 +140,11 @@ class ChatApp:
             busy=self._in_turn,
             notice=self.notice,
         )
+
+    @property
+    def waiting_for_input(self) -> bool:
+        """True while the prompt is up and nothing else runs."""
+        return self._task is None and self._prompt is not None and self._prompt.app.is_running
 
     def _toolbar(self) -> StyleAndTextTuples:
         out: StyleAndTextTuples = []
@@ -219,6 +227,7 @@ class ChatApp:
     async def _perform(self, work: Coroutine[Any, Any, None]) -> None:
         """Run one input's work as a task that Ctrl+C can cancel."""
         self._interrupts = 0
+        self.inputs_started += 1
         self._task = asyncio.ensure_future(work)
         try:
             await asyncio.wait({self._task})
@@ -230,6 +239,7 @@ class ChatApp:
             self.renderer.error(ErrorFrame(exc.message, exc.type))
         finally:
             self._task = None
+            self.inputs_done += 1
 
     # --- turns -----------------------------------------------------------------------------------------
 
@@ -305,8 +315,9 @@ class ChatApp:
         self.quitting = True
         if self._task is not None:
             self._task.cancel()
-        if self._prompt is not None and self._prompt.app.is_running:
-            self._prompt.app.exit(exception=QuitRequested())
+        prompt_app = self._prompt.app if self._prompt is not None else None
+        if prompt_app is not None and prompt_app.is_running and not prompt_app.is_done:
+            prompt_app.exit(exception=QuitRequested())
 
     @contextlib.contextmanager
     def _sigint(self) -> Iterator[None]:

@@ -124,7 +124,7 @@ class ModelPicker:
         if self.custom_mode:
             return [("class:title", f"Custom {self.provider_label} model ID"), ("class:hint", " · Esc: back")]
         return [
-            ("class:title", f"Select a {self.provider_label} model"),
+            ("class:title", f"{self.provider_label} models"),
             ("class:hint", " · type to filter · ↑/↓ and Enter · Esc: default model"),
         ]
 

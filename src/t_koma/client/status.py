@@ -105,7 +105,7 @@ def status_segments(state: StatusState) -> list[tuple[str, str]]:
         ("class:status.turn", f"turn {format_io(state.turn)}"),
         ("class:status.total", f"session {format_io(state.session)}"),
         ("class:status.cache", format_cache(state.session)),
-        ("class:status.cost", format_cost(state.session.cost)),
+        ("class:status.cost", format_cost(0.0 if state.session == Usage() else state.session.cost)),
     ]
     if state.connection != "connected":
         segments.insert(0, ("class:status.warning", f"⚠ {state.connection}"))
