@@ -6,11 +6,12 @@ buffering a frame). Prints one start-up line; on SIGINT/SIGTERM it stops accepti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import uvicorn
@@ -74,6 +75,16 @@ class GatewayServer(uvicorn.Server):
             f"token in {self.state.config.token_path})"
         )
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            # uvicorn re-raises the signal after shutting down; a drained, clean stop exits 0 instead.
+            self._captured_signals.clear()
+
+    def _log_started_message(self, listeners: Sequence[socket.SocketType]) -> None:
+        """Replaced by the one start-up line of `startup`."""
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()
@@ -94,6 +105,8 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if level != "debug":
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # its start/stop lines repeat ours
 
 
 async def serve(
