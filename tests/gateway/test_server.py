@@ -89,7 +89,7 @@ async def test_sigterm_lets_a_turn_in_flight_finish(fake_openrouter: FakeUpstrea
             assert "drained" in result["content"]
             _, response = await client.until("response")
             assert response["content"] == "All done."
-        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
         assert process.returncode == 0, stderr.decode()
         logged = stderr.decode()
         assert "turn done" in logged
