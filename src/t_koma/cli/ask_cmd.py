@@ -22,7 +22,7 @@ from t_koma.config.model import Config
 from t_koma.engine.engine import Engine
 from t_koma.engine.events import TurnRequest, TurnResult
 from t_koma.errors import ConfigError, SessionNotFoundError, TKomaError, TurnCancelledError
-from t_koma.providers.factory import normalize_provider_name
+from t_koma.providers.factory import ModelResolver, normalize_provider_name
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -157,11 +157,12 @@ def _provider_default(config: Config, provider: str) -> str:
 
 async def _validate_model_ids(engine: Engine, config: Config, chain: tuple[str, ...], provider: str | None) -> None:
     """Model IDs typed on the command line (not aliases) are checked against the catalog when it can be had."""
+    resolver = engine.resolver
+    if not isinstance(resolver, ModelResolver):
+        return
     for ref in chain:
         if ref not in config.models:
-            validate = getattr(engine.resolver, "validate", None)
-            if validate is not None:
-                await validate(ref, provider)
+            await resolver.validate(ref, provider)
 
 
 async def _session_id(engine: Engine, wanted: str | None) -> str | None:

@@ -42,8 +42,12 @@ from t_koma.messages import (
     TextDelta,
     ToolCallEvent,
 )
+from t_koma.providers.factory import ModelResolver
 from t_koma.store.base import SessionInfo, Store, UsageRecord
+from t_koma.store.sqlite import DEFAULT_TITLE, SqliteStore
 from t_koma.tools.base import ToolContext, ToolRegistry
+from t_koma.tools.registry import default_registry
+from t_koma.tools.registry import tool_context as default_tool_context
 
 TITLE_LENGTH = 60
 
@@ -67,8 +71,6 @@ class Engine:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        from t_koma.tools.registry import tool_context as default_tool_context
-
         self.config = config
         self.store = store
         self.resolver = resolver
@@ -84,10 +86,6 @@ class Engine:
     async def open(cls, config: Config, **options: Any) -> Engine:
         """Open the SQLite store in the data dir, mark turns of dead processes interrupted, build the resolver and
         the default tools."""
-        from t_koma.providers.factory import ModelResolver
-        from t_koma.store.sqlite import SqliteStore
-        from t_koma.tools.registry import default_registry
-
         store = await SqliteStore.open(config.database_path)
         try:
             await store.recover_interrupted_turns()
@@ -230,6 +228,4 @@ def session_title(content: str) -> str:
 
 
 def _has_default_title(session: SessionInfo) -> bool:
-    from t_koma.store.sqlite import DEFAULT_TITLE
-
     return session.title == DEFAULT_TITLE

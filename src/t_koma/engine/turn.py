@@ -84,7 +84,9 @@ class TurnPlan:
 class Turn:
     """Runs one planned turn; `history` already ends with the (persisted) user message."""
 
-    def __init__(self, deps: TurnDeps, plan: TurnPlan, history: list[Message], gate: ApprovalGate, sink: EventSink):
+    def __init__(
+        self, deps: TurnDeps, plan: TurnPlan, history: list[Message], gate: ApprovalGate, sink: EventSink
+    ) -> None:
         self.deps = deps
         self.plan = plan
         self.history = history
