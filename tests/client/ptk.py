@@ -14,7 +14,8 @@ from typing import TypeVar
 from prompt_toolkit.application import create_app_session
 from prompt_toolkit.data_structures import Size
 from prompt_toolkit.input import PipeInput, create_pipe_input
-from prompt_toolkit.output.vt100 import Vt100_Output
+
+from t_koma.client.launch import ChatOutput
 
 T = TypeVar("T")
 
@@ -45,7 +46,7 @@ _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 @contextmanager
 def terminal(columns: int = 100, rows: int = 40) -> Iterator[tuple[PipeInput, Screen]]:
     screen = Screen()
-    output = Vt100_Output(screen, lambda: Size(rows=rows, columns=columns), term="xterm", enable_cpr=False)
+    output = ChatOutput(screen, lambda: Size(rows=rows, columns=columns), term="xterm", enable_cpr=False)
     with create_pipe_input() as pipe, create_app_session(input=pipe, output=output):
         yield pipe, screen
 

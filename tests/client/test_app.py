@@ -16,8 +16,9 @@ from prompt_toolkit.input import PipeInput
 from rich.console import Console
 
 from t_koma.client.app import ChatApp, ChatOptions
+from t_koma.client.commands import resolve_session
 from t_koma.client.connection import GatewayConnection
-from t_koma.client.frames import GatewayError, Usage
+from t_koma.client.frames import GatewayError, SessionEntry, Usage
 from t_koma.client.status import status_text
 from tests.client.fake_gateway import TOKEN, FakeGateway
 from tests.client.ptk import CTRL_C, ENTER, ESC, Screen, terminal, until
@@ -100,6 +101,9 @@ async def test_menu_2_picks_openrouter_enter_the_first_model_then_a_streamed_ans
         await until(lambda: c.app.waiting_for_input)
         assert status_text(c.app.status()).startswith("OpenRouter · vendor0/model-0 │ session sess-000")
         assert "turn ↑1.2k ↓34 │ session ↑1.2k ↓34 │ cache r1.0k w0 83% │ $0.0012" in status_text(c.app.status())
+        # the bottom toolbar is drawn without asking the terminal for the cursor position
+        await until(lambda: "turn ↑1.2k ↓34 │ session ↑1.2k ↓34 │ cache r1.0k w0 83% │ $0.0012" in c.screen.text)
+        assert "\x1b[6n" not in c.screen.getvalue()
         await c.type("again")
         await c.shows("(session $0.0024)")
         assert c.app.session_usage == Usage(2400, 68, 2000, 0, 0.0024)
@@ -274,3 +278,12 @@ async def test_an_unknown_session_option_is_an_error(gateway: tuple[FakeGateway,
     with pytest.raises(GatewayError, match="no session 'nope'"):
         async with chat(gateway, session="nope"):
             pass
+
+
+def test_sessions_are_found_by_number_id_or_short_prefix() -> None:
+    sessions = [SessionEntry("sess_4db95716aa"), SessionEntry("sess_4dc00000bb"), SessionEntry("sess_99")]
+    assert resolve_session("2", sessions) == sessions[1]
+    assert resolve_session("sess_99", sessions) == sessions[2]
+    assert resolve_session("4db", sessions) == sessions[0]
+    assert resolve_session("4d", sessions) == "'4d' matches 2 sessions; type more of the ID"
+    assert resolve_session("zz", sessions) == "no session 'zz' (see /sessions)"

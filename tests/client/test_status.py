@@ -83,6 +83,10 @@ def test_status_bar_warns_while_reconnecting_and_shows_notices() -> None:
     assert segments[-1] == ("class:status.notice", "press Ctrl+C again to quit")
 
 
+def test_session_ids_are_shown_short_without_their_prefix() -> None:
+    assert status_text(StatusState(session_id="sess_4db957167aa3493d")).split(" │ ")[1] == "session 4db95716"
+
+
 def test_turn_summary_line() -> None:
     turn = Usage(1200, 34, 1000, 0, 0.0012)
     assert (

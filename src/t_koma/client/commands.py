@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from t_koma.client.frames import GatewayError, SessionEntry, Usage
 from t_koma.client.menus import QuitRequested
-from t_koma.client.status import PROVIDER_LABELS, session_label
+from t_koma.client.status import PROVIDER_LABELS, session_label, short_id
 from t_koma.client.views import help_view, history_view, sessions_table
 
 if TYPE_CHECKING:
@@ -23,7 +23,9 @@ def resolve_session(reference: str, sessions: Sequence[SessionEntry]) -> Session
     exact = [entry for entry in sessions if entry.id == reference]
     if exact:
         return exact[0]
-    matches = [entry for entry in sessions if entry.id.startswith(reference)]
+    matches = [
+        entry for entry in sessions if entry.id.startswith(reference) or short_id(entry.id).startswith(reference)
+    ]
     if len(matches) == 1:
         return matches[0]
     if matches:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from pathlib import Path
 
 from prompt_toolkit.application import create_app_session
 from prompt_toolkit.output import Output, create_output
+from prompt_toolkit.output.vt100 import Vt100_Output
 from rich.console import Console
 
 from t_koma.client.app import ChatApp, ChatOptions
@@ -60,12 +63,24 @@ async def chat(ws_url: str, token_path: Path, console: Console, options: ChatOpt
         await connection.close()
 
 
+class ChatOutput(Vt100_Output):
+    """A VT100 output that never asks the terminal where the cursor is (CPR).
+
+    A pty driven by a program (pexpect, a CI log) cannot answer that query, and prompt_toolkit would wait and
+    then print a warning. Without the answer prompt_toolkit does not know the rows below the cursor and would
+    hide the bottom toolbar; claiming one row lets it draw the prompt and the status bar in exactly the rows
+    they need, right below the transcript.
+    """
+
+    def get_rows_below_cursor_position(self) -> int:
+        return 1
+
+
 def terminal_output() -> Output:
-    """stdout without cursor-position requests: a pty driven by a program (pexpect, tmux pipes) cannot answer
-    them, and the prompt works without."""
-    output = create_output()
-    if hasattr(output, "enable_cpr"):
-        output.enable_cpr = False
+    if sys.platform == "win32" or not sys.stdout.isatty():
+        return create_output()
+    output = ChatOutput.from_pty(sys.stdout, term=os.environ.get("TERM"))
+    output.enable_cpr = False
     return output
 
 

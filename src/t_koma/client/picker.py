@@ -44,7 +44,7 @@ def format_context(tokens: int | None) -> str:
     if not tokens:
         return ""
     if tokens >= 1_000_000:
-        return f"{tokens / 1_000_000:g}M ctx"
+        return f"{tokens / 1_000_000:.1f}".removesuffix(".0") + "M ctx"
     return f"{tokens // 1000}k ctx" if tokens >= 1000 else f"{tokens} ctx"
 
 
@@ -111,6 +111,11 @@ class ModelPicker:
         if not self.query:
             return self.top
         return filter_models(self.catalog if self.catalog is not None else self.top, self.query)[:TOP]
+
+    @property
+    def priced(self) -> bool:
+        """Whether the price column is shown: only when the gateway sent prices."""
+        return any(model.prompt_price is not None for model in self.top)
 
     @property
     def custom_index(self) -> int:

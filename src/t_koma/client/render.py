@@ -67,14 +67,21 @@ class MarkdownStream:
             self._live = Live(Text(""), console=self.console, auto_refresh=False, vertical_overflow="visible")
             self._live.start()
         lines = self._lines()
-        stable = len(lines) if final else max(len(lines) - LIVE_LINES, 0)
-        if stable > self._printed:
-            self._live.console.print(Text.from_ansi("".join(lines[self._printed : stable]).rstrip("\n")))
-            self._printed = stable
-        self._live.update(Text.from_ansi("".join(lines[self._printed :]).rstrip("\n")), refresh=True)
         if final:
+            # The live area keeps its last rendering when stopped: make that the rest of the answer.
+            self._live.update(_text(lines[self._printed :]), refresh=True)
             self._live.stop()
             self._live = None
+            return
+        stable = max(len(lines) - LIVE_LINES, 0)
+        self._live.update(_text(lines[stable:]), refresh=stable <= self._printed)
+        if stable > self._printed:
+            self._live.console.print(_text(lines[self._printed : stable]))  # above the live area, for good
+            self._printed = stable
+
+
+def _text(lines: list[str]) -> Text:
+    return Text.from_ansi("".join(lines).rstrip("\n"))
 
 
 @dataclass(frozen=True, slots=True)

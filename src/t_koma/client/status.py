@@ -93,8 +93,13 @@ def model_label(state: StatusState) -> str:
     return f"{provider} · {state.model}" if provider else state.model
 
 
+def short_id(session_id: str) -> str:
+    """The first 8 characters of an ID after its kind prefix (`sess_4db95716…` → `4db95716`)."""
+    return session_id.rpartition("_")[2][:8] or session_id[:8]
+
+
 def session_label(session_id: str | None) -> str:
-    return f"session {session_id[:8]}" if session_id else "new session"
+    return f"session {short_id(session_id)}" if session_id else "new session"
 
 
 def status_segments(state: StatusState) -> list[tuple[str, str]]:

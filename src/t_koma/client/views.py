@@ -12,7 +12,7 @@ from rich.text import Text
 
 from t_koma.client.frames import History, SessionEntry
 from t_koma.client.render import command_of, fold
-from t_koma.client.status import format_cost, format_tokens
+from t_koma.client.status import format_cost, format_tokens, short_id
 
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("/provider", "choose the provider, then the model"),
@@ -55,7 +55,7 @@ def sessions_table(sessions: Sequence[SessionEntry], current: str | None) -> Tab
         tokens = f"{format_tokens(usage.input_tokens)}/{format_tokens(usage.output_tokens)}" if usage else ""
         table.add_row(
             f"{'▶' if entry.id == current else ''}{number}",
-            entry.id[:8],
+            short_id(entry.id),
             entry.title or "",
             "" if entry.message_count is None else str(entry.message_count),
             tokens,
