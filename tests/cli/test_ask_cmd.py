@@ -286,3 +286,30 @@ def test_provider_alone_picks_that_providers_model(fake_openrouter: FakeUpstream
         "Native Claude.",
     )
     assert fake_openrouter.app.chat_requests == []
+
+
+def test_a_closed_stdout_does_not_break_the_turn(fake_openrouter: FakeUpstream) -> None:
+    fake_openrouter.app.enqueue(text_reply("many words " * 200))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "t_koma", "ask", "Talk a lot"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    child.stdout.close()  # like `| head -0`: the reader is gone before the first word
+    _, err = child.communicate(timeout=30)
+
+    assert child.returncode == 0 and "Traceback" not in err and "Error" not in err
+    messages = json.loads(t_koma("history", "last", "--json").stdout)["messages"]
+    assert messages[-1]["content"][0]["text"].startswith("many words")
+
+
+def test_reaching_max_steps_says_so_on_stderr(fake_openrouter: FakeUpstream) -> None:
+    fake_openrouter.app.enqueue(tool_call_reply([shell("c1", "echo one")]))
+
+    done = t_koma("ask", "--yes", "--max-steps", "1", "Go")
+
+    assert done.returncode == 0
+    assert "step limit" in done.stderr and "1 tool call(s) not run" in done.stderr

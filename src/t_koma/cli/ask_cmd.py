@@ -123,7 +123,7 @@ async def _turn(
             auto_approve=options.auto_approve,
         )
         result = await engine.run_turn(request, renderer)
-        renderer.finish()
+        renderer.finish(result)
         return result
     finally:
         await engine.close()

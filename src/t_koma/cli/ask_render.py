@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from typing import TextIO
 
@@ -17,6 +18,7 @@ from t_koma.engine.events import (
     ToolCallRequest,
     ToolCallStarted,
     ToolResultEvent,
+    TurnResult,
 )
 
 SUMMARY_CHARS = 160
@@ -50,10 +52,19 @@ class AskRenderer:
     def _text(self, text: str) -> None:
         if not text:
             return
-        self.out.write(text)
-        self.out.flush()
+        self._write_out(text)
         self._line_open = not text.endswith("\n")
         self._step_has_text = True
+
+    def _write_out(self, text: str) -> None:
+        """stdout may be a pipe whose reader left (`| head -1`): the turn goes on (it is stored), unprinted."""
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.out.fileno())  # so that the interpreter's final flush does not fail either
+            os.close(devnull)
 
     def _fallback(self, event: FallbackEvent) -> None:
         action = f"retrying {event.to_model}" if event.to_model == event.from_model else f"trying {event.to_model}"
@@ -64,8 +75,7 @@ class AskRenderer:
     def end_line(self) -> None:
         """Close a half-written line of the answer before writing to stderr (they share the terminal)."""
         if self._line_open:
-            self.out.write("\n")
-            self.out.flush()
+            self._write_out("\n")
             self._line_open = False
 
     def note(self, line: str) -> None:
@@ -73,9 +83,16 @@ class AskRenderer:
         self.err.write(line + "\n")
         self.err.flush()
 
-    def finish(self) -> None:
-        if not self.quiet:
-            self.end_line()
+    def finish(self, result: TurnResult) -> None:
+        if self.quiet:
+            return
+        self.end_line()
+        if result.stop_reason == "max_steps":
+            unrun = sum(1 for call in result.tool_calls if call.result is None)
+            self.note(
+                f"t-koma: stopped after {result.steps} model calls (the step limit); {unrun} tool call(s) not run. "
+                "Continue with --session last, or allow more with --max-steps N."
+            )
 
 
 class TerminalApproval:
