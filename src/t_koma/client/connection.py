@@ -28,7 +28,6 @@ from t_koma.client.frames import (
     GatewayUnavailableError,
     Hello,
     History,
-    Incoming,
     Pong,
     ProviderList,
     ProviderSelected,
@@ -38,9 +37,9 @@ from t_koma.client.frames import (
     SessionList,
     SessionSwitched,
     TurnEvent,
-    parse_frame,
 )
 from t_koma.client.status import ConnectionState
+from t_koma.client.wire import Incoming, parse_frame
 
 F = TypeVar("F")
 

@@ -1,0 +1,95 @@
+"""`t-koma chat` in a real pseudo-terminal (pexpect) against the fake gateway: the boxed menu, `2`, Enter on
+the first model, a streamed answer with the status bar, Ctrl+C cancelling a turn, and `/quit`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.client.fake_gateway import TOKEN, FakeGateway
+from tests.fakes.server import serve
+
+
+@pytest.fixture
+def gateway() -> Iterator[FakeGateway]:
+    fake = FakeGateway()
+    with serve(fake) as server:
+        config_dir = Path(os.environ["T_KOMA_CONFIG_DIR"])
+        data_dir = Path(os.environ["T_KOMA_DATA_DIR"])
+        (config_dir / "config.toml").write_text(f"[gateway]\nport = {server.port}\n")
+        (data_dir / "gateway.token").write_text(TOKEN)
+        yield fake
+
+
+def spawn(*args: str) -> pexpect.spawn:
+    env = {**os.environ, "TERM": "xterm-256color"}
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "t_koma", "chat", "--no-autostart", *args],
+        env=env,
+        dimensions=(40, 120),
+        encoding="utf-8",
+        timeout=15,
+    )
+
+
+def test_menu_model_chat_status_cancel_and_quit_in_a_real_terminal(gateway: FakeGateway) -> None:
+    child = spawn()
+    try:
+        child.expect("Select Model Provider")
+        child.expect("2. OpenRouter")
+        child.expect("Enter/Esc")
+        child.send("2")
+        child.expect("OpenRouter models")
+        child.expect("Enter a custom model ID")
+        child.send("\r")
+        child.expect("/help for commands")
+        child.expect(r"\$0\.0000")  # the status bar under the prompt
+        child.send("hello\r")
+        child.expect(r"Hello \S*world")
+        child.expect("tokens 1,200 in / 34 out")
+        child.expect(r"turn ↑1\.2k ↓34")
+        child.expect(r"\$0\.0012")
+        child.send("slow\r")
+        child.expect("Working on it")
+        child.sendintr()
+        child.expect("cancelled")
+        child.expect(r"\$0\.0024")
+        child.send("/quit\r")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    assert gateway.of_type("select_provider")[0]["model"] == "vendor0/model-0"
+    assert len(gateway.of_type("cancel")) == 1
+
+
+def test_no_gateway_and_no_autostart_is_one_line_and_exit_5(tmp_path: Path) -> None:
+    config_dir = Path(os.environ["T_KOMA_CONFIG_DIR"])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (config_dir / "config.toml").write_text(f"[gateway]\nport = {port}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "t_koma", "chat", "--no-autostart"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 5
+    assert done.stderr.strip() == (
+        f"t-koma: no gateway answers at http://127.0.0.1:{port}; start one with `t-koma gateway` "
+        "(or drop --no-autostart)"
+    )
+
+
+def test_a_refused_model_option_exits_4_with_the_gateway_message(gateway: FakeGateway) -> None:
+    child = spawn("--model", "x/y")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 4
+    assert "t-koma: unknown model 'x/y'" in (child.before or "")
