@@ -132,6 +132,27 @@ class TimedResolver(ModelResolver):
         return sum(provider.waited_ns for provider in self.timed.values())
 
 
+def time_store(store: SqliteStore) -> list[int]:
+    """Wrap the store's methods so that the time spent in them adds up in the returned one-item list (ns)."""
+    spent = [0]
+    for name in ("create_session", "get_session", "load_messages", "begin_turn", "append_message", "record_usage"):
+        setattr(store, name, _timed(getattr(store, name), spent))
+    for name in ("finish_turn", "get_cooldown", "set_cooldown", "clear_cooldown", "rename_session"):
+        setattr(store, name, _timed(getattr(store, name), spent))
+    return spent
+
+
+def _timed(method: Any, spent: list[int]) -> Any:
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter_ns()
+        try:
+            return await method(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter_ns() - t0
+
+    return timed
+
+
 def start_fake() -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True, env=env)
@@ -145,19 +166,23 @@ def ms(samples_ns: list[float]) -> tuple[float, float]:
     return statistics.median(samples_ns) / 1e6, cuts[98] / 1e6
 
 
-async def turns(engine: Engine, resolver: TimedResolver, count: int, steps: int) -> dict[str, list[float]]:
-    """Run `count` turns of `steps` model calls; per turn: total, provider wait, overhead per step (ns)."""
-    out: dict[str, list[float]] = {"total": [], "provider": [], "overhead_per_step": []}
+async def turns(
+    engine: Engine, resolver: TimedResolver, store_ns: list[int], count: int, steps: int
+) -> dict[str, list[float]]:
+    """Run `count` turns of `steps` model calls; per turn: total, provider wait, overhead per step, and that
+    overhead without the store's time (ns)."""
+    out: dict[str, list[float]] = {"total": [], "provider": [], "overhead_per_step": [], "cpu_per_step": []}
     for _ in range(count):
-        waited = resolver.waited_ns
+        waited, stored = resolver.waited_ns, store_ns[0]
         t0 = time.perf_counter_ns()
         result = await engine.run_turn(TurnRequest(f"Run the tool, steps {steps}", chain=(MODEL,), auto_approve=True))
         total = time.perf_counter_ns() - t0
         assert result.steps == steps and result.text == "The answer is 42.", result
-        provider = resolver.waited_ns - waited
+        provider, store = resolver.waited_ns - waited, store_ns[0] - stored
         out["total"].append(total)
         out["provider"].append(provider)
         out["overhead_per_step"].append((total - provider) / steps)
+        out["cpu_per_step"].append((total - provider - store) / steps)
     return out
 
 
@@ -170,18 +195,21 @@ async def engine_bench(url: str, data_dir: Path, count: int, steps: int) -> list
     registry = ToolRegistry()
     registry.register(NoopTool())
     engine = Engine(config, store, resolver, registry)
+    store_ns = time_store(store)
     try:
-        await turns(engine, resolver, max(10, count // 10), steps)  # warm-up: connections, statement cache
-        one = await turns(engine, resolver, count, 1)
-        many = await turns(engine, resolver, count, steps)
+        await turns(engine, resolver, store_ns, max(10, count // 10), steps)  # warm-up: connections, statements
+        one = await turns(engine, resolver, store_ns, count, 1)
+        many = await turns(engine, resolver, store_ns, count, steps)
     finally:
         await engine.close()
     return [
         ("provider call (stream, loopback)", ms(one["provider"])),
         ("1-step turn, total", ms(one["total"])),
         ("1-step turn, engine overhead", ms(one["overhead_per_step"])),
+        ("1-step turn, engine overhead without store", ms(one["cpu_per_step"])),
         (f"{steps}-step turn, total", ms(many["total"])),
         (f"{steps}-step turn, engine overhead per step", ms(many["overhead_per_step"])),
+        (f"{steps}-step turn, per step without store", ms(many["cpu_per_step"])),
     ]
 
 

@@ -121,6 +121,8 @@ class Attempt:
 class _Link:
     ref: str
     spec: ProviderSpec
+    provider: Provider | None = None
+    """Built on first use and kept for the walks of the same turn (resolving costs more than a step's logic)."""
 
 
 @dataclass
@@ -205,8 +207,9 @@ class ChainWalk:
         return self._attempt(self.links[index], cooled_down=True)
 
     def _attempt(self, link: _Link, *, cooled_down: bool = False) -> Attempt:
-        provider = self.source.provider(link.ref, self.provider_name)
-        return Attempt(link.spec.label, link.spec, provider, cooled_down=cooled_down)
+        if link.provider is None:
+            link.provider = self.source.provider(link.ref, self.provider_name)
+        return Attempt(link.spec.label, link.spec, link.provider, cooled_down=cooled_down)
 
     def _exhausted(self, error: ProviderError) -> ProviderError | AllModelsExhaustedError:
         if len(self.links) == 1:
@@ -214,6 +217,8 @@ class ChainWalk:
         attempts = [(link.spec.label, self._reasons.get(link.spec.label, "not tried")) for link in self.links]
         return AllModelsExhaustedError(attempts, last_error=error)
 
+
+_MAX_RESOLVED_CHAINS = 256
 
 OnFallback = Callable[[str, str, str], Awaitable[None]]
 """Called with (from_label, to_label, error) when a call moves on (or retries in place)."""
@@ -232,12 +237,23 @@ class FallbackChain:
         self.source = source
         self.breaker = breaker
         self.sleep = sleep
+        self._resolved: dict[tuple[tuple[str, ...], str | None], list[_Link]] = {}
 
     def walk(self, refs: Sequence[str], provider: str | None = None) -> ChainWalk:
         """A new walk; raises `ConfigError` for a reference that names no model (before any call is made)."""
         chain = tuple(refs) or self.source.default_chain()
         if not chain:
             raise ConfigError("no model to use: set default_model in config.toml or pass -m MODEL")
+        links = self._resolved.get((chain, provider))
+        if links is None:
+            links = self._resolve(chain, provider)
+            if len(self._resolved) >= _MAX_RESOLVED_CHAINS:
+                self._resolved.clear()
+            self._resolved[(chain, provider)] = links
+        return ChainWalk(self.source, self.breaker, links, provider, self.sleep)
+
+    def _resolve(self, chain: tuple[str, ...], provider: str | None) -> list[_Link]:
+        """The chain's distinct models, in order (the configuration is immutable, so this is cached)."""
         links: list[_Link] = []
         seen: set[str] = set()
         for ref in chain:
@@ -245,7 +261,7 @@ class FallbackChain:
             if spec.label not in seen:
                 seen.add(spec.label)
                 links.append(_Link(ref, spec))
-        return ChainWalk(self.source, self.breaker, links, provider, self.sleep)
+        return links
 
     async def call(
         self,
