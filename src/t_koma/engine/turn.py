@@ -109,7 +109,8 @@ class Turn:
         try:
             result = await self._loop()
         except asyncio.CancelledError:
-            await self._close_cancelled()
+            with contextlib.suppress(Exception):  # the cancellation must propagate even if the note cannot be written
+                await self._close_cancelled()
             raise
         except Exception as exc:
             with contextlib.suppress(Exception):  # the turn's own error matters more than a failed note
