@@ -17,9 +17,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from t_koma.cli.output import fail_json, print_json
+from t_koma.config.loader import load_config
 from t_koma.errors import SessionNotFoundError, TKomaError
 from t_koma.messages import TextBlock, ToolResultBlock, ToolUseBlock, block_to_dict
 from t_koma.store.base import SessionInfo, SessionSummary, StoredMessage
+from t_koma.store.sqlite import SqliteStore
 
 
 @click.command("sessions")
@@ -57,11 +59,8 @@ def history(session_id: str, as_json: bool) -> None:
         _print_history(_console(), session, messages)
 
 
-async def _open_store() -> Any:
+async def _open_store() -> SqliteStore | None:
     """The store, or None when no database exists yet (reading must not create one)."""
-    from t_koma.config.loader import load_config
-    from t_koma.store.sqlite import SqliteStore
-
     path = load_config().database_path
     return await SqliteStore.open(path) if path.exists() else None
 
@@ -71,7 +70,7 @@ async def _list_sessions() -> list[SessionSummary]:
     if store is None:
         return []
     try:
-        return await store.list_sessions()  # type: ignore[no-any-return]
+        return await store.list_sessions()
     finally:
         await store.close()
 
