@@ -198,6 +198,8 @@ class Engine:
                     yield event
             except ProviderError as error:
                 if committed:
+                    if error.retryable:  # too late to move on, but the next call should not pick this model
+                        await self.breaker.record_failure(attempt.label, error)
                     raise
                 following = await walk.failed(attempt, error)
                 yield FallbackEvent(None, attempt.label, following.label, describe_error(error))
