@@ -12,8 +12,8 @@ import pytest
 
 from t_koma.config.loader import load_config
 from tests.fakes.openrouter import FakeUpstream
-from tests.fakes.replies import Usage, error_reply, midstream_error_reply, text_reply, tool_call_reply
-from tests.gateway.conftest import BASE_CONFIG, RunningGateway, run_gateway, write_config
+from tests.fakes.replies import Usage, error_reply, midstream_error_reply, stall_reply, text_reply, tool_call_reply
+from tests.gateway.conftest import BASE_CONFIG, RunningGateway, run_gateway, until, write_config
 
 USAGE = Usage(input_tokens=10, output_tokens=3, cache_read_tokens=4, cache_creation_tokens=2, cost=0.001)
 WEATHER_TOOL: Any = {
@@ -219,3 +219,18 @@ async def test_bad_requests_are_400_in_openai_shape(gateway: RunningGateway, bod
     assert error["type"] == "invalid_request_error"
     assert error.get("param") == param
     assert error["message"]
+
+
+async def test_a_client_that_hangs_up_mid_stream_stops_the_upstream_call(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    fake.app.enqueue(stall_reply(30, partial_text="first words"))
+    body = {"model": "fast", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    async with gateway.http() as http:
+        response = await http.post("/v1/chat/completions", json=body, headers=gateway.auth_headers)
+        assert response.status == 200
+        first = await response.content.readuntil(b"\n\n")
+        assert b'"role":"assistant"' in first
+        await until(lambda: gateway.state.v1_streams == 1)
+        response.close()  # hang up while the upstream is still stalling
+    await until(lambda: gateway.state.v1_streams == 0)

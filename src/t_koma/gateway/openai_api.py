@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from t_koma.engine.events import FallbackEvent, ServedBy
 from t_koma.errors import (
@@ -25,6 +25,7 @@ from t_koma.errors import (
     TKomaError,
 )
 from t_koma.gateway.access import check_http
+from t_koma.gateway.event_stream import EventStream
 from t_koma.gateway.openai_convert import ChunkWriter, RequestError, completion, finish_reason, parse_request
 from t_koma.gateway.state import GatewayState
 from t_koma.messages import Finish, JSONObject, TextDelta, ToolCallEvent, UsageEvent
@@ -45,7 +46,7 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.3f}"
 
 
-async def chat_completions(request: Request) -> Response:
+async def chat_completions(request: Request) -> Response | EventStream:
     started = time.perf_counter()
     state: GatewayState = request.app.state.gateway
     refused = check_http(request, state)
@@ -72,7 +73,9 @@ async def chat_completions(request: Request) -> Response:
     return JSONBytes(content, headers={OVERHEAD_HEADER: _ms(overhead), SERVED_BY_HEADER: served.label})
 
 
-async def _stream(state: GatewayState, chain: tuple[str, ...], conversation: Any, started: float) -> Response:
+async def _stream(
+    state: GatewayState, chain: tuple[str, ...], conversation: Any, started: float
+) -> Response | EventStream:
     """Read the stream up to its first token before answering, so that a chain that fails entirely still gets
     a proper HTTP error status; after that, errors travel inside the stream."""
     overhead = time.perf_counter() - started
@@ -102,19 +105,20 @@ async def _stream(state: GatewayState, chain: tuple[str, ...], conversation: Any
     headers = {OVERHEAD_HEADER: _ms(overhead + time.perf_counter() - mark), "cache-control": "no-cache"}
     if served is not None:
         headers[SERVED_BY_HEADER] = served.label
-    return StreamingResponse(_sse(writer, events, prelude, first), media_type="text/event-stream", headers=headers)
+    return EventStream(_sse(state, writer, events, prelude, first), headers)
 
 
 async def _sse(
-    writer: ChunkWriter, events: AsyncIterator[Any], prelude: list[bytes], first: Any
+    state: GatewayState, writer: ChunkWriter, events: AsyncIterator[Any], prelude: list[bytes], first: Any
 ) -> AsyncIterator[bytes]:
-    for line in prelude:
-        yield line
-    yield writer.role()
+    state.v1_streams += 1
     tool_calls = 0
     usage = None
     event = first
     try:
+        for line in prelude:
+            yield line
+        yield writer.role()
         while event is not None:
             if isinstance(event, TextDelta):
                 yield writer.text(event.text)
@@ -135,10 +139,8 @@ async def _sse(
     except TKomaError as exc:
         log.warning("v1 stream failed after the first token: %s", exc.message)
         yield ChunkWriter.error(_error_body(exc, _status(exc)))
-    except asyncio.CancelledError:
-        await _close(events)
-        raise
     finally:
+        state.v1_streams -= 1
         await _close(events)
     yield ChunkWriter.DONE
 

@@ -77,6 +77,8 @@ class GatewayState:
     logs: LogHub
     turns: TurnRegistry = field(default_factory=TurnRegistry)
     draining: bool = False
+    v1_streams: int = 0
+    """`/v1` streams in flight."""
     providers: tuple[ProviderStatus, ...] = ()
     resolver: ModelResolver = field(init=False)
 
