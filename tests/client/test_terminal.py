@@ -57,11 +57,19 @@ def test_menu_model_chat_status_cancel_and_quit_in_a_real_terminal(gateway: Fake
         child.expect("tokens 1,200 in / 34 out")
         child.expect(r"turn ↑1\.2k ↓34")
         child.expect(r"\$0\.0012")
+        child.send("tool\r")
+        child.expect(r"⚙ run_shell_command")
+        child.expect(r"\$(\x1b\[[0-9;]*m|\s)*seq")  # `$ seq 1 20`, syntax-highlighted
+        child.expect(r"Run run_shell_command\?")
+        child.send("y")
+        child.expect("approved")
+        child.expect(r"14 more lines \(/output 1 shows all\)")
+        child.expect(r"\$0\.0024")
         child.send("slow\r")
         child.expect("Working on it")
         child.sendintr()
         child.expect("cancelled")
-        child.expect(r"\$0\.0024")
+        child.expect(r"\$0\.0036")
         child.send("/quit\r")
         child.expect(pexpect.EOF)
     finally:
@@ -69,6 +77,7 @@ def test_menu_model_chat_status_cancel_and_quit_in_a_real_terminal(gateway: Fake
     assert child.exitstatus == 0
     assert gateway.of_type("select_provider")[0]["model"] == "vendor0/model-0"
     assert len(gateway.of_type("cancel")) == 1
+    assert gateway.of_type("tool_approval")[0]["decision"] == "approve"
 
 
 def test_no_gateway_and_no_autostart_is_one_line_and_exit_5(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from t_koma.client.frames import (
     Fallback,
     Frame,
     GatewayError,
+    GatewayUnavailableError,
     ModelEntry,
     Response,
     TextDelta,
@@ -46,7 +47,15 @@ from t_koma.client.frames import (
 from t_koma.client.menus import QuitRequested, ask_approval
 from t_koma.client.render import Renderer
 from t_koma.client.selection import Selector
-from t_koma.client.status import ConnectionState, StatusState, model_label, session_label, status_segments, turn_summary
+from t_koma.client.status import (
+    PROVIDER_LABELS,
+    ConnectionState,
+    StatusState,
+    model_label,
+    session_label,
+    status_segments,
+    turn_summary,
+)
 from t_koma.client.views import COMMANDS
 
 PROMPT = "> "
@@ -192,11 +201,12 @@ class ChatApp:
         if self.options.model:
             await self.selector.fixed(self.options.model, self.options.provider, self.options.aliases)
         elif self.options.provider:
-            await self.selector.pick_model(self.options.provider, self.options.provider)
+            name = self.options.provider.lower().replace("-", "_").replace("open_router", "openrouter")
+            await self.selector.pick_model(name, PROVIDER_LABELS.get(name, self.options.provider))
         else:
             await self.selector.interactive()
-        provider, model = self.current_model()
-        label = model_label(StatusState(provider=provider, model=model))
+        current, model = self.current_model()
+        label = model_label(StatusState(provider=current, model=model))
         self.renderer.notice(f"{label} · {session_label(self.connection.session_id)} · /help for commands")
 
     async def run(self) -> None:
@@ -270,6 +280,8 @@ class ChatApp:
             self._finish(event)
         else:
             self.renderer.error(event)
+            if event.type == GatewayUnavailableError.error_type:
+                self.renderer.notice("  the turn goes on in the gateway; /history shows its answer once reconnected")
 
     def _finish(self, response: Response) -> None:
         self.renderer.end_turn()

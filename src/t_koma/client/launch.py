@@ -34,6 +34,8 @@ def client_urls(gateway: GatewaySettings) -> tuple[str, str]:
 def launch(*, model: str | None, provider: str | None, session: str | None, autostart: bool) -> None:
     config = load_config()
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    history_file = config.data_dir / "chat_history"
+    history_file.touch(mode=0o600, exist_ok=True)  # what you type stays yours
     http_url, ws_url = client_urls(config.gateway)
     ensure_gateway(http_url, config.data_dir / "gateway.log", autostart=autostart, console=Console(stderr=True))
     options = ChatOptions(
@@ -41,7 +43,7 @@ def launch(*, model: str | None, provider: str | None, session: str | None, auto
         provider=provider,
         session=session,
         aliases={alias: entry.provider for alias, entry in config.models.items()},
-        history_file=config.data_dir / "chat_history",
+        history_file=history_file,
         http_url=http_url,
     )
     asyncio.run(chat(ws_url, config.token_path, Console(), options))
