@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from t_koma.engine.engine import session_title
 from t_koma.engine.events import TurnRequest
 from t_koma.errors import ConfigError, InvalidModelError, MissingKeyError, TKomaError
 from t_koma.gateway import frames
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_TITLE_CHARS = 60
-
 
 class Handlers:
     """One connection's message handlers (`dispatch`) and state."""
@@ -51,24 +50,10 @@ class Handlers:
         self.session_id: str | None = None
         self.turns: dict[str, RunningTurn] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._table: dict[type, Callable[[Any], Awaitable[None]]] = {
-            SelectProvider: self.select_provider,
-            ListAvailableModels: self.list_available_models,
-            ListProviders: self.list_providers,
-            Chat: self.chat,
-            CreateSession: self.create_session,
-            ListSessions: self.list_sessions,
-            SwitchSession: self.switch_session,
-            DeleteSession: self.delete_session,
-            GetHistory: self.get_history,
-            ToolApproval: self.tool_approval,
-            Cancel: self.cancel,
-            Ping: self.ping,
-        }
 
     async def dispatch(self, message: ClientMessage) -> None:
         try:
-            await self._table[type(message)](message)
+            await getattr(self, _HANDLERS[type(message)])(message)
         except TKomaError as exc:
             await self.send(frames.error_from(exc, message.id))
         except Exception:
@@ -229,7 +214,7 @@ class Handlers:
         store = self.state.engine.store
         session_id = message.session_id or self.session_id
         if session_id is None:
-            info = await store.create_session(_title(message.content))
+            info = await store.create_session(session_title(message.content))
             session_id = info.id
             await self.send(frames.session_created(message.id, info))
         elif message.session_id is not None and await store.get_session(session_id) is None:
@@ -285,9 +270,21 @@ class Handlers:
         await self.send(frames.frame("pong", message.id))
 
 
-def _title(content: str) -> str:
-    line = " ".join(content.split())
-    return line if len(line) <= _TITLE_CHARS else line[: _TITLE_CHARS - 1] + "…"
+# Message type → handler method (one table for every connection).
+_HANDLERS: dict[type, str] = {
+    SelectProvider: "select_provider",
+    ListAvailableModels: "list_available_models",
+    ListProviders: "list_providers",
+    Chat: "chat",
+    CreateSession: "create_session",
+    ListSessions: "list_sessions",
+    SwitchSession: "switch_session",
+    DeleteSession: "delete_session",
+    GetHistory: "get_history",
+    ToolApproval: "tool_approval",
+    Cancel: "cancel",
+    Ping: "ping",
+}
 
 
 def _session_not_found(request_id: RequestId, session_id: str) -> JSONObject:
