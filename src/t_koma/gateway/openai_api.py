@@ -14,6 +14,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from t_koma.config.model import DEFAULT_KEY_ENV
 from t_koma.engine.events import FallbackEvent, ServedBy
 from t_koma.errors import (
     AllModelsExhaustedError,
@@ -66,7 +67,7 @@ async def chat_completions(request: Request) -> Response | EventStream:
     try:
         response, served = await engine.complete(parsed.chain, parsed.conversation)
     except TKomaError as exc:
-        return error_response(exc, state)
+        return error_response(exc)
     after = time.perf_counter()
     content = orjson.dumps(completion(response, response.model or served.model))
     overhead = parse_seconds + time.perf_counter() - after
@@ -99,7 +100,7 @@ async def _stream(
             overhead += time.perf_counter() - mark
     except TKomaError as exc:
         await _close(events)
-        return error_response(exc, state)
+        return error_response(exc)
     mark = time.perf_counter()
     writer = ChunkWriter(served.model if served else chain[0])
     headers = {OVERHEAD_HEADER: _ms(overhead + time.perf_counter() - mark), "cache-control": "no-cache"}
@@ -157,7 +158,7 @@ async def _close(events: AsyncIterator[Any]) -> None:
 # --- errors ---------------------------------------------------------------------------------------------
 
 
-def _status(exc: TKomaError, state: GatewayState | None = None) -> int:
+def _status(exc: TKomaError) -> int:
     if isinstance(exc, RequestError):
         return 400
     if isinstance(exc, AllModelsExhaustedError):
@@ -194,8 +195,8 @@ def _error_body(exc: TKomaError, status: int) -> JSONObject:
     return {"error": body}
 
 
-def error_response(exc: TKomaError, state: GatewayState | None = None) -> Response:
-    status = _status(exc, state)
+def error_response(exc: TKomaError) -> Response:
+    status = _status(exc)
     headers: dict[str, str] = {}
     limited = exc.last_error if isinstance(exc, AllModelsExhaustedError) else exc
     if isinstance(limited, RateLimitError) and limited.retry_after is not None:
@@ -225,7 +226,7 @@ async def list_models(request: Request) -> Response:
         for alias, model in config.models.items()
     ]
     kinds = ["openrouter"]
-    if config.secrets.has("ANTHROPIC_API_KEY"):
+    if config.secrets.has(DEFAULT_KEY_ENV["anthropic"]):
         kinds.append("anthropic")
     catalogs = await asyncio.gather(*(state.resolver.catalog(kind).models() for kind in kinds), return_exceptions=True)
     for kind, models in zip(kinds, catalogs, strict=True):

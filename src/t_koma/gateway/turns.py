@@ -61,7 +61,6 @@ class RunningTurn:
         self._usage = ProviderUsage()
         self._provider: str | None = None
         self._model: str | None = None
-        self._cancel_requested = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -69,7 +68,6 @@ class RunningTurn:
         self._task = asyncio.create_task(self._run(), name=f"turn-{self.session_id}")
 
     def cancel(self) -> None:
-        self._cancel_requested = True
         if self._task is not None:
             self._task.cancel()
 
@@ -78,10 +76,6 @@ class RunningTurn:
             await asyncio.wait({self._task})
 
     # --- approvals -------------------------------------------------------------------------------------
-
-    def waiting_for(self, call_id: str) -> bool:
-        future = self._approvals.get(call_id)
-        return future is not None and not future.done()
 
     def decide(self, call_id: str, decision: ApprovalDecision) -> bool:
         future = self._approvals.get(call_id)
