@@ -73,6 +73,24 @@ def test_status_bar_with_everything() -> None:
     )
 
 
+def test_a_narrow_terminal_drops_the_least_useful_parts_first() -> None:
+    state = StatusState(
+        provider="openrouter",
+        model="moonshotai/kimi-k2.5",
+        session_id="sess_5c530b6d",
+        turn=Usage(1500, 40, 1000, 0, 0.0021),
+        session=Usage(1500, 40, 1000, 0, 0.0021),
+    )
+    full = status_text(state)
+    assert status_text(state, width=len(full) + 1) == full
+    assert status_text(state, width=102) == (
+        "OpenRouter · moonshotai/kimi-k2.5 │ turn ↑1.5k ↓40 │ session ↑1.5k ↓40 │ cache r1.0k w0 67% │ $0.0021"
+    )
+    assert status_text(state, width=64) == "OpenRouter · moonshotai/kimi-k2.5 │ session ↑1.5k ↓40 │ $0.0021"
+    assert status_text(state, width=40) == "…imi-k2.5 │ session ↑1.5k ↓40 │ $0.0021"
+    assert all(len(status_text(state, width=w)) < w for w in range(45, 130))
+
+
 def test_status_bar_before_anything_happened() -> None:
     assert status_text(StatusState()) == "default model │ new session │ turn ↑0 ↓0 │ session ↑0 ↓0 │ cache – │ $0.0000"
 

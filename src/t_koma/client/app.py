@@ -49,6 +49,7 @@ from t_koma.client.render import Renderer
 from t_koma.client.selection import Selector
 from t_koma.client.status import (
     PROVIDER_LABELS,
+    SEPARATOR,
     ConnectionState,
     StatusState,
     model_label,
@@ -157,9 +158,11 @@ class ChatApp:
 
     def _toolbar(self) -> StyleAndTextTuples:
         out: StyleAndTextTuples = []
-        for index, (style, text) in enumerate(status_segments(self.status())):
+        app = get_app_or_none()
+        width = app.output.get_size().columns if app is not None else None
+        for index, (style, text) in enumerate(status_segments(self.status(), width)):
             if index:
-                out.append(("class:status.sep", " │ "))
+                out.append(("class:status.sep", SEPARATOR))
             out.append((style, text))
         return out
 

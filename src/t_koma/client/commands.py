@@ -111,9 +111,9 @@ class SlashCommands:
         self.app.renderer.notice(f"switched to {session_label(entry.id)}{title}{count} · /history shows them", "green")
 
     async def _find(self, reference: str) -> SessionEntry | None:
-        sessions = self.listed if reference.isdigit() and self.listed else []
-        if not sessions:
-            sessions = list((await self.app.connection.list_sessions()).sessions)
+        # A number refers to the last /sessions table while it still has that row.
+        listed = reference.isdigit() and 1 <= int(reference) <= len(self.listed)
+        sessions = self.listed if listed else list((await self.app.connection.list_sessions()).sessions)
         found = resolve_session(reference, sessions)
         if isinstance(found, str):
             self.app.renderer.notice(f"✗ {found}", style="bold red")

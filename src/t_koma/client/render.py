@@ -8,6 +8,7 @@ never redraw more than a handful of lines, and the finished answer is ordinary s
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
@@ -38,15 +39,28 @@ class MarkdownStream:
         self._printed = 0
         self._live: Live | None = None
         self._rendered_at = 0.0
+        self._scheduled: asyncio.TimerHandle | None = None
 
     def append(self, delta: str) -> None:
+        """Add text; re-render at most every REFRESH_SECONDS, and once more after a burst ends."""
         self.text += delta
-        now = time.monotonic()
-        if now - self._rendered_at >= REFRESH_SECONDS:
-            self._render(final=False)
-            self._rendered_at = now
+        if self._scheduled is not None:
+            return
+        wait = self._rendered_at + REFRESH_SECONDS - time.monotonic()
+        if wait <= 0:
+            self._refresh()
+        else:
+            self._scheduled = asyncio.get_running_loop().call_later(wait, self._refresh)
+
+    def _refresh(self) -> None:
+        self._scheduled = None
+        self._render(final=False)
+        self._rendered_at = time.monotonic()
 
     def finish(self) -> None:
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
         if self.text or self._live is not None:
             self._render(final=True)
 

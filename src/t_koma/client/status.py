@@ -102,8 +102,15 @@ def session_label(session_id: str | None) -> str:
     return f"session {short_id(session_id)}" if session_id else "new session"
 
 
-def status_segments(state: StatusState) -> list[tuple[str, str]]:
-    """(style class, text) pairs of the bar, in order; the prompt's bottom toolbar styles them."""
+SEPARATOR = " │ "
+
+# Dropped in this order when the bar is wider than the terminal (a wrapped bar is unreadable).
+_DROP_ORDER = ("class:status.session", "class:status.turn", "class:status.cache", "class:status.notice")
+
+
+def status_segments(state: StatusState, width: int | None = None) -> list[tuple[str, str]]:
+    """(style class, text) pairs of the bar, in order; the prompt's bottom toolbar styles them. With `width`,
+    the least useful parts are left out until the bar fits, and a long model name is shortened last."""
     segments = [
         ("class:status.model", model_label(state)),
         ("class:status.session", session_label(state.session_id)),
@@ -116,12 +123,31 @@ def status_segments(state: StatusState) -> list[tuple[str, str]]:
         segments.insert(0, ("class:status.warning", f"⚠ {state.connection}"))
     if state.notice:
         segments.append(("class:status.notice", state.notice))
+    if width is None:
+        return segments
+    for style in _DROP_ORDER:
+        if _length(segments) < width:
+            break
+        segments = [segment for segment in segments if segment[0] != style]
+    excess = _length(segments) - width + 1
+    if excess > 0:
+        segments = [
+            (style, _shorten(text, excess) if style == "class:status.model" else text) for style, text in segments
+        ]
     return segments
 
 
-def status_text(state: StatusState) -> str:
+def _length(segments: list[tuple[str, str]]) -> int:
+    return sum(len(text) for _, text in segments) + len(SEPARATOR) * (len(segments) - 1)
+
+
+def _shorten(text: str, excess: int) -> str:
+    return "…" + text[excess + 1 :] if excess + 1 < len(text) else "…"
+
+
+def status_text(state: StatusState, width: int | None = None) -> str:
     """The bar as one plain line."""
-    return " │ ".join(text for _, text in status_segments(state))
+    return SEPARATOR.join(text for _, text in status_segments(state, width))
 
 
 def turn_summary(turn: Usage, session: Usage) -> str:
