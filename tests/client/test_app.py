@@ -287,3 +287,10 @@ def test_sessions_are_found_by_number_id_or_short_prefix() -> None:
     assert resolve_session("4db", sessions) == sessions[0]
     assert resolve_session("4d", sessions) == "'4d' matches 2 sessions; type more of the ID"
     assert resolve_session("zz", sessions) == "no session 'zz' (see /sessions)"
+
+
+async def test_an_interrupt_during_start_up_leaves(gateway: tuple[FakeGateway, str]) -> None:
+    async with chat(gateway) as c:
+        await until(lambda: "Select Model Provider" in c.screen.text)
+        c.app.interrupt()  # a SIGINT while the menus are up (e.g. `kill -INT`)
+    assert c.task.done() and c.fake.of_type("select_provider") == [] and c.fake.of_type("chat") == []

@@ -214,9 +214,7 @@ class ChatApp:
 
     async def run(self) -> None:
         with self._sigint():
-            try:
-                await self.start()
-            except QuitRequested:
+            if not await self._start():
                 return
             self._prompt = self._make_prompt()
             while not self.quitting:
@@ -227,6 +225,21 @@ class ChatApp:
                 self.notice = None
                 self._ctrl_c_armed = False
                 await self._perform(self.handle(line))
+
+    async def _start(self) -> bool:
+        """`start()` as a task that Ctrl+C can cancel; False when the user left during it. Its errors (a refused
+        `--model`, an unknown `--session`) propagate: they end the chat with their exit code."""
+        self._task = asyncio.ensure_future(self.start())
+        try:
+            await asyncio.wait({self._task})
+            if self._task.cancelled():
+                return False
+            self._task.result()
+        except QuitRequested:
+            return False
+        finally:
+            self._task = None
+        return True
 
     async def handle(self, line: str) -> None:
         text = line.strip()
