@@ -62,6 +62,7 @@ class Row:
     gateway_rss_mb: float
     bare_median_ms: float | None = None
     bare_p99_ms: float | None = None
+    bare_cpu_ms_per_request: float | None = None
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -180,7 +181,7 @@ async def compare(
     pid: int,
     stream: bool,
     quick: bool,
-    bare: str | None,
+    bare: tuple[str, int] | None,
 ) -> list[Row]:
     direct_body = orjson.dumps({"model": "openai/gpt-4o-mini", "messages": MESSAGES, "stream": stream})
     gateway_body = orjson.dumps({"model": "bench", "messages": MESSAGES, "stream": stream})
@@ -195,7 +196,7 @@ async def compare(
         direct: list[int] = []
         through: list[int] = []
         baseline: list[int] = []
-        direct_wall = gateway_wall = gateway_cpu = 0.0
+        direct_wall = gateway_wall = gateway_cpu = bare_cpu = 0.0
         for _ in range(4):  # interleaved rounds: drift on the shared machine hits every side alike
             samples, wall = await run_level(session, direct_url, direct_body, direct_headers, concurrency, per_round)
             direct += samples
@@ -206,8 +207,10 @@ async def compare(
             through += samples
             gateway_wall += wall
             if bare is not None:
-                bare_url = bare + "/v1/chat/completions"
+                bare_url, bare_pid = bare[0] + "/v1/chat/completions", bare[1]
+                cpu_before = cpu_seconds(bare_pid)
                 samples, _ = await run_level(session, bare_url, direct_body, direct_headers, concurrency, per_round)
+                bare_cpu += cpu_seconds(bare_pid) - cpu_before
                 baseline += samples
         d_med, d_p99 = median_p99(direct)
         g_med, g_p99 = median_p99(through)
@@ -229,6 +232,7 @@ async def compare(
                 gateway_rss_mb=rss_mb(pid),
                 bare_median_ms=b_med,
                 bare_p99_ms=b_p99,
+                bare_cpu_ms_per_request=bare_cpu * 1000 / len(baseline) if baseline else None,
             )
         )
         print(_format(rows[-1]), flush=True)
@@ -264,7 +268,7 @@ def _format(row: Row) -> str:
     if row.bare_median_ms is not None and row.bare_p99_ms is not None:
         bare = (
             f"  bare proxy adds {row.bare_median_ms - row.direct_median_ms:+6.2f}/"
-            f"{row.bare_p99_ms - row.direct_p99_ms:+6.2f}"
+            f"{row.bare_p99_ms - row.direct_p99_ms:+6.2f} (CPU {row.bare_cpu_ms_per_request or 0:.2f} ms/req)"
         )
     return (
         f"{row.mode:6} c={row.concurrency:<3} n={row.requests:<5} direct {row.direct_median_ms:6.2f}/"
@@ -278,7 +282,8 @@ def _format(row: Row) -> str:
 async def main(quick: bool, idle: int, baseline: bool) -> None:
     fake, port = start_fake()
     gateway, url, token = start_gateway(port)
-    bare_process, bare = start_bare_proxy(port) if baseline else (None, None)
+    bare_process, bare_url = start_bare_proxy(port) if baseline else (None, None)
+    bare = (bare_url, bare_process.pid) if bare_process is not None and bare_url is not None else None
     try:
         upstream = f"http://127.0.0.1:{port}"
         print(f"gateway pid {gateway.pid} at {url}, upstream at {upstream}; RSS at start {rss_mb(gateway.pid):.1f} MB")
