@@ -111,6 +111,8 @@ class StreamAssembler:
         choices = chunk.get("choices")
         if not choices:
             return _NO_EVENTS
+        if type(choices) is not list:
+            raise self._invalid(f"stream chunk's choices is not a list: {data[:200]!r}")
         choice = choices[0]
         if type(choice) is not dict:
             raise self._invalid(f"stream choice is not a JSON object: {data[:200]!r}")
