@@ -271,11 +271,15 @@ class SharedOpenRouter:
     def fresh(self, monkeypatch: pytest.MonkeyPatch) -> FakeUpstream:
         """A new fake for this test, and OPENROUTER_BASE_URL / OPENROUTER_API_KEY pointing at it (the contract
         of `tests.fakes.openrouter.fake_openrouter`)."""
-        app = self._switch.target = FakeOpenRouter()
-        base_url = self.url + "/api/v1"
-        monkeypatch.setenv("OPENROUTER_BASE_URL", base_url)
+        fake = self.install()
+        monkeypatch.setenv("OPENROUTER_BASE_URL", fake.base_url)
         monkeypatch.setenv("OPENROUTER_API_KEY", TEST_KEY)
-        return FakeUpstream(app=app, url=self.url, base_url=base_url)
+        return fake
+
+    def install(self) -> FakeUpstream:
+        """A new fake for the next requests, without touching the environment."""
+        app = self._switch.target = FakeOpenRouter()
+        return FakeUpstream(app=app, url=self.url, base_url=self.url + "/api/v1")
 
 
 class _Switch:
