@@ -16,14 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prompt_toolkit import PromptSession
 from prompt_toolkit.application import get_app_or_none
-from prompt_toolkit.completion import WordCompleter
-from prompt_toolkit.filters import Condition
 from prompt_toolkit.formatted_text import StyleAndTextTuples
-from prompt_toolkit.history import FileHistory, History, InMemoryHistory
-from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
-from prompt_toolkit.styles import Style
 from rich.console import Console
 
 from t_koma.client.catalog import v1_catalog
@@ -45,6 +39,7 @@ from t_koma.client.frames import (
     Usage,
 )
 from t_koma.client.menus import QuitRequested, ask_approval
+from t_koma.client.prompt import ChatPrompt
 from t_koma.client.render import Renderer
 from t_koma.client.selection import Selector
 from t_koma.client.status import (
@@ -57,23 +52,8 @@ from t_koma.client.status import (
     status_segments,
     turn_summary,
 )
-from t_koma.client.views import COMMANDS
-
-PROMPT = "> "
 
 _DECIDED = {"approve": "approved", "deny": "denied", "always": "approved for the rest of this session"}
-
-CHAT_STYLE = Style.from_dict(
-    {
-        "prompt": "bold",
-        "bottom-toolbar": "noreverse bg:#262626 #bcbcbc",
-        "status.model": "bold #87d7ff",
-        "status.warning": "bold #ffaf00",
-        "status.notice": "#ffaf00",
-        "status.cost": "#87d787",
-        "status.sep": "#606060",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +93,6 @@ class ChatApp:
         self.served: tuple[str, str] | None = None
         self.notice: str | None = None
         self.quitting = False
-        self.turns = 0
         self.inputs_started = 0
         self.inputs_done = 0
         """Counts of input lines taken from the prompt and fully handled (for tests and scripted runs)."""
@@ -121,8 +100,7 @@ class ChatApp:
         self._task: asyncio.Task[None] | None = None
         self._cancelling: asyncio.Future[None] | None = None
         self._in_turn = False
-        self._prompt: PromptSession[str] | None = None
-        self._ctrl_c_armed = False
+        self._prompt: ChatPrompt | None = None
         self._lost = False
         connection.on_state = self._on_state
         connection.on_notice = self._on_notice
@@ -154,7 +132,7 @@ class ChatApp:
     @property
     def waiting_for_input(self) -> bool:
         """True while the prompt is up and nothing else runs."""
-        return self._task is None and self._prompt is not None and self._prompt.app.is_running
+        return self._task is None and self._prompt is not None and self._prompt.waiting
 
     def _toolbar(self) -> StyleAndTextTuples:
         out: StyleAndTextTuples = []
@@ -173,7 +151,7 @@ class ChatApp:
 
     def _tell(self, message: str, style: str = "yellow") -> None:
         """A notice: in the status bar while the prompt waits for input, else printed."""
-        if self._prompt is not None and self._prompt.app.is_running:
+        if self._prompt is not None and self._prompt.waiting:
             self.notice = message
             self._refresh()
         else:
@@ -191,6 +169,9 @@ class ChatApp:
     def _on_notice(self, frame: Frame) -> None:
         if isinstance(frame, ErrorFrame):
             self._tell(f"✗ {frame.type}: {frame.message}", style="bold red")
+
+    def _hint(self, message: str) -> None:
+        self.notice = message
 
     def select_done(self) -> None:
         """After a successful selection the status shows it (until a turn says which model answered)."""
@@ -216,14 +197,13 @@ class ChatApp:
         with self._sigint():
             if not await self._start():
                 return
-            self._prompt = self._make_prompt()
+            self._prompt = ChatPrompt(self._toolbar, self._hint, self.options.history_file)
             while not self.quitting:
                 try:
-                    line = await self._prompt.prompt_async(handle_sigint=False)
-                except (EOFError, QuitRequested):
+                    line = await self._prompt.read()
+                except QuitRequested:
                     break
                 self.notice = None
-                self._ctrl_c_armed = False
                 await self._perform(self.handle(line))
 
     async def _start(self) -> bool:
@@ -306,7 +286,6 @@ class ChatApp:
         if response.provider and response.model:
             self.served = (response.provider, response.model)
         usage = response.usage or Usage()
-        self.turns += 1
         self.turn_usage = usage
         self.session_usage = self.session_usage + usage
         self.renderer.usage(turn_summary(usage, self.session_usage))
@@ -343,9 +322,8 @@ class ChatApp:
         self.quitting = True
         if self._task is not None:
             self._task.cancel()
-        prompt_app = self._prompt.app if self._prompt is not None else None
-        if prompt_app is not None and prompt_app.is_running and not prompt_app.is_done:
-            prompt_app.exit(exception=QuitRequested())
+        if self._prompt is not None:
+            self._prompt.quit()
 
     @contextlib.contextmanager
     def _sigint(self) -> Iterator[None]:
@@ -359,56 +337,6 @@ class ChatApp:
             yield
         finally:
             loop.remove_signal_handler(signal.SIGINT)
-
-    # --- the prompt ------------------------------------------------------------------------------------
-
-    def _make_prompt(self) -> PromptSession[str]:
-        history: History = (
-            FileHistory(str(self.options.history_file)) if self.options.history_file else InMemoryHistory()
-        )
-        session: PromptSession[str] = PromptSession(
-            message=[("class:prompt", PROMPT)],
-            multiline=True,
-            key_bindings=self._keys(),
-            bottom_toolbar=self._toolbar,
-            style=CHAT_STYLE,
-            prompt_continuation=lambda width, line, wrap: "." * (width - 1) + " ",
-            completer=WordCompleter([name.split()[0] for name, _ in COMMANDS], sentence=True),
-            complete_while_typing=Condition(lambda: session.default_buffer.text.startswith("/")),
-            history=history,
-        )
-        return session
-
-    def _keys(self) -> KeyBindings:
-        kb = KeyBindings()
-
-        @kb.add("enter")
-        def _send(event: KeyPressEvent) -> None:
-            event.current_buffer.validate_and_handle()
-
-        @kb.add("escape", "enter")
-        def _newline(event: KeyPressEvent) -> None:
-            event.current_buffer.insert_text("\n")
-
-        @kb.add("c-c")
-        def _ctrl_c(event: KeyPressEvent) -> None:
-            if event.current_buffer.text:
-                event.current_buffer.reset()
-                self._ctrl_c_armed = False
-            elif self._ctrl_c_armed:
-                event.app.exit(exception=QuitRequested())
-            else:
-                self._ctrl_c_armed = True
-                self.notice = "press Ctrl+C again to quit"
-
-        @kb.add("c-d")
-        def _ctrl_d(event: KeyPressEvent) -> None:
-            if not event.current_buffer.text:
-                event.app.exit(exception=QuitRequested())
-            else:
-                event.current_buffer.delete()
-
-        return kb
 
 
 def _flush_typeahead() -> None:

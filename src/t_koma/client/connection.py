@@ -381,7 +381,3 @@ class GatewayConnection:
 
     async def ping(self) -> Pong:
         return await self.request({"type": "ping"}, "pong", Pong)
-
-    def leave_session(self) -> None:
-        """Forget the current session: the next `chat` starts a new one."""
-        self.session_id = None
