@@ -7,7 +7,8 @@ prompt_toolkit gives the multi-line editor, key bindings, a bottom toolbar and t
 harness: pipe input + dummy output); rich renders streaming Markdown (`rich.live`) and panels. Textual would
 own the whole screen and need its own scrollback and copy/paste handling.
 
-Modules: `connection` (WebSocket, request/reply by `id`, reconnects), `frames` (typed frames), `autostart`
-(find or start the gateway), `menus` / `picker` (provider menu, model picker), `render` (rich output),
-`status` (status bar text), `commands` (slash commands), `app` (the chat loop).
+Modules: `launch` (start-up), `autostart` (find or start the gateway), `connection` (WebSocket, request/reply
+by `id`, reconnects), `frames` / `wire` (typed frames, parsing), `selection` / `menus` / `picker` / `catalog`
+(provider menu, model picker), `app` / `prompt` / `commands` (the chat loop, input line, slash commands),
+`render` / `views` (rich output), `status` (status bar text). See docs/client.md.
 """
