@@ -86,7 +86,11 @@ TOOL_CHOICE_KEYWORDS = ("auto", "none", "required")
 
 @dataclass(frozen=True, slots=True)
 class ProviderUsage:
-    """Token accounting for one call. Optional fields are None when the upstream did not say — never 0."""
+    """Token accounting for one call. Optional fields are None when the upstream did not say — never 0.
+
+    `input_tokens` counts every prompt token, cached ones included (OpenAI's `prompt_tokens` convention; the
+    Anthropic provider adds its separately reported cache reads and writes), so the cache hit rate is
+    `cache_read_tokens / input_tokens` for every provider."""
 
     input_tokens: int = 0
     output_tokens: int = 0

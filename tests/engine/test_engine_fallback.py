@@ -171,6 +171,7 @@ async def test_complete_falls_over_and_logs_usage_without_a_session(
 
     assert response.text == "From beta."
     assert served == ServedBy("openrouter", "test/beta", "beta")
+    await engine.flush_usage()  # pass-through usage rows are written in batches
     rows = query(engine.config.database_path, "SELECT session_id, model, input_tokens FROM usage_log")
     assert rows == [(None, "test/beta", 12)]
 

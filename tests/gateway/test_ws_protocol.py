@@ -38,7 +38,9 @@ async def test_list_available_models_answers_the_spec_shape(gateway: RunningGate
     assert set(frame) == {"type", "provider", "models"}
     assert frame["type"] == "available_models"
     assert frame["provider"] == "openrouter"
-    assert all(set(model) == {"id", "name", "description", "context_length"} for model in frame["models"])
+    # The spec's four fields, plus `pricing` (USD per token) where the catalog states prices.
+    spec_fields = {"id", "name", "description", "context_length"}
+    assert all(set(model) - {"pricing"} == spec_fields for model in frame["models"])
     ids = [model["id"] for model in frame["models"]]
     # Configured models come first (fast, backup), then the catalog's own order.
     assert ids[:2] == ["openai/gpt-4o-mini", "moonshotai/kimi-k2.5"]
@@ -47,8 +49,22 @@ async def test_list_available_models_answers_the_spec_shape(gateway: RunningGate
         "name": "Claude 3.5 Sonnet",
         "description": "...",
         "context_length": 200000,
-    } in frame["models"]
+    } in [{k: v for k, v in model.items() if k != "pricing"} for model in frame["models"]]
     assert len(ids) <= 20
+
+
+async def test_list_available_models_all_returns_the_whole_catalog_with_prices(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    for number in range(25):
+        _add_catalog_entry(fake, f"lab/model-{number}", f"Model {number}", 8000)
+    client = await gateway.connect()
+    await client.send(type="list_available_models", provider="openrouter", all=True)
+    frame = await client.recv()
+    ids = [model["id"] for model in frame["models"]]
+    assert len(ids) == len(fake.app.models) > 20
+    priced = [model for model in frame["models"] if "pricing" in model]
+    assert priced and all(set(model["pricing"]) == {"prompt", "completion"} for model in priced)
 
 
 @pytest.mark.parametrize("spelling", ["open_router", "OpenRouter", "OPENROUTER"])

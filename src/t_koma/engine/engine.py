@@ -31,6 +31,7 @@ from t_koma.engine.fallback import (
 )
 from t_koma.engine.history import repair_history, system_prompt
 from t_koma.engine.turn import Turn, TurnDeps, TurnPlan, close_stream
+from t_koma.engine.usage_log import UsageLog
 from t_koma.errors import ProviderError, SessionNotFoundError
 from t_koma.messages import (
     ConversationRequest,
@@ -79,6 +80,7 @@ class Engine:
         self.chain = FallbackChain(resolver, self.breaker, sleep=sleep)
         self.tool_context = tool_context or default_tool_context(config)
         self._deps = TurnDeps(store, self.chain, tools, self.tool_context)
+        self._usage_log = UsageLog(store)
         self._always_approved: dict[str, set[str]] = {}
         self._session_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -94,8 +96,13 @@ class Engine:
             raise
         return cls(config, store, ModelResolver(config), default_registry(), **options)
 
+    async def flush_usage(self) -> None:
+        """Write the pass-through usage rows still buffered (they are written within a fraction of a second)."""
+        await self._usage_log.flush()
+
     async def close(self) -> None:
         try:
+            await self._usage_log.close()
             aclose = getattr(self.resolver, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -174,7 +181,7 @@ class Engine:
             return response, (time.perf_counter() - started) * 1000.0
 
         (response, latency_ms), attempt = await self.chain.call(walk, call)
-        await self._log_usage(attempt, response, latency_ms)
+        self._log_usage(attempt, response, latency_ms)
         return response, served_by(attempt)
 
     async def stream(
@@ -194,7 +201,7 @@ class Engine:
                 async for event in events:
                     committed = committed or isinstance(event, TextDelta | ToolCallEvent)
                     if isinstance(event, Finish):
-                        await self._log_usage(attempt, event.response, (time.perf_counter() - started) * 1000.0)
+                        self._log_usage(attempt, event.response, (time.perf_counter() - started) * 1000.0)
                     yield event
             except ProviderError as error:
                 if committed:
@@ -210,10 +217,10 @@ class Engine:
             await walk.succeeded(attempt)
             return
 
-    async def _log_usage(self, attempt: Attempt, response: ProviderResponse, latency_ms: float) -> None:
+    def _log_usage(self, attempt: Attempt, response: ProviderResponse, latency_ms: float) -> None:
         model = response.model or attempt.spec.model
         usage = response.usage or ProviderUsage()
-        await self.store.record_usage(UsageRecord(None, None, attempt.spec.kind, model, usage, latency_ms))
+        self._usage_log.add(UsageRecord(None, None, attempt.spec.kind, model, usage, latency_ms))
 
 
 def served_by(attempt: Attempt) -> ServedBy:

@@ -106,7 +106,15 @@ def error_from(exc: TKomaError, request_id: RequestId = None, *, session_id: str
 
 
 def available_models(request_id: RequestId, provider: str, models: Iterable[ModelInfo]) -> JSONObject:
-    return frame("available_models", request_id, provider=provider, models=[m.to_dict() for m in models])
+    return frame("available_models", request_id, provider=provider, models=[model_entry(m) for m in models])
+
+
+def model_entry(model: ModelInfo) -> JSONObject:
+    """The spec's four fields, plus `pricing` (USD per token, OpenRouter's convention) when the catalog has it."""
+    entry = model.to_dict()
+    if model.prompt_price is not None or model.completion_price is not None:
+        entry["pricing"] = {"prompt": model.prompt_price, "completion": model.completion_price}
+    return entry
 
 
 def session_entry(summary: SessionSummary, *, active: bool, busy: bool) -> JSONObject:

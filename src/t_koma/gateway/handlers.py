@@ -138,13 +138,14 @@ class Handlers:
         except ConfigError as exc:
             await self.send(_invalid_model_frame(message.id)(exc.message, "unknown_provider"))
             return
-        self._spawn(self._send_models(message.id, message.provider, kind))
+        self._spawn(self._send_models(message.id, message.provider, kind, message.everything))
 
-    async def _send_models(self, request_id: RequestId, provider: str, kind: str) -> None:
+    async def _send_models(self, request_id: RequestId, provider: str, kind: str, everything: bool) -> None:
         config = self.state.config
         configured = [m.model for m in config.models.values() if m.provider == kind]
+        catalog = self.state.resolver.catalog(provider)
         try:
-            models = await self.state.resolver.catalog(provider).top(configured, n=20)
+            models = await (catalog.models() if everything else catalog.top(configured, n=20))
         except TKomaError as exc:
             await self.send(frames.error_from(exc, request_id))
             return

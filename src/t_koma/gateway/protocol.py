@@ -36,6 +36,8 @@ class SelectProvider:
 class ListAvailableModels:
     id: RequestId
     provider: str
+    everything: bool = False
+    """`"all": true` asks for the whole catalog instead of the top 20 (the client filters over it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,12 @@ class _Fields:
             raise self._fail(f"field '{name}' must not be empty")
         return value
 
+    def optional_bool(self, name: str) -> bool:
+        value = self._data.get(name, False)
+        if not isinstance(value, bool):
+            raise self._fail(f"field '{name}' must be true or false")
+        return value
+
     def optional_str(self, name: str) -> str | None:
         value = self._data.get(name)
         if value is None:
@@ -154,7 +162,7 @@ def _select_provider(f: _Fields, rid: RequestId) -> ClientMessage:
 
 
 def _list_available_models(f: _Fields, rid: RequestId) -> ClientMessage:
-    return ListAvailableModels(rid, f.required_str("provider"))
+    return ListAvailableModels(rid, f.required_str("provider"), f.optional_bool("all"))
 
 
 def _chat(f: _Fields, rid: RequestId) -> ClientMessage:

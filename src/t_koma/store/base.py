@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeAlias
 
@@ -102,6 +103,10 @@ class Store(Protocol):
         ...
 
     async def record_usage(self, record: UsageRecord) -> None: ...
+
+    async def record_usage_many(self, records: Sequence[UsageRecord]) -> None:
+        """Several usage rows in one transaction."""
+        ...
 
     async def get_cooldown(self, model_key: str) -> Cooldown | None:
         """The active cooldown for a model, or None (expired ones count as none)."""

@@ -242,25 +242,23 @@ class SqliteStore:
     # --- usage and cooldowns -------------------------------------------------------------------------
 
     async def record_usage(self, record: UsageRecord) -> None:
-        usage = record.usage
-        params = (
-            record.session_id,
-            record.message_id,
-            record.provider,
-            record.model,
-            usage.input_tokens,
-            usage.output_tokens,
-            usage.cache_read_tokens,
-            usage.cache_creation_tokens,
-            usage.reasoning_tokens,
-            usage.cost,
-            record.latency_ms,
-            time.time(),
-        )
         try:
-            await self._write(_INSERT_USAGE, params)
+            await self._write(_INSERT_USAGE, _usage_params(record))
         except sqlite3.IntegrityError as exc:
             raise await self._missing_reference(record.session_id, None, exc, message_id=record.message_id) from exc
+
+    async def record_usage_many(self, records: Sequence[UsageRecord]) -> None:
+        """Several usage rows in one transaction (the pass-through path batches them)."""
+        if not records:
+            return
+        async with self._lock:
+            await self._conn.execute("BEGIN")
+            try:
+                await self._conn.executemany(_INSERT_USAGE, [_usage_params(record) for record in records])
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
 
     async def get_cooldown(self, model_key: str) -> Cooldown | None:
         rows = await self._fetch(_GET_COOLDOWN, (model_key, time.time()))
@@ -366,3 +364,21 @@ def _process_alive(pid: Any, started: Any) -> bool:
     if state == "Z":
         return False
     return started is None or start == str(started)
+
+
+def _usage_params(record: UsageRecord) -> tuple[Any, ...]:
+    usage = record.usage
+    return (
+        record.session_id,
+        record.message_id,
+        record.provider,
+        record.model,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_creation_tokens,
+        usage.reasoning_tokens,
+        usage.cost,
+        record.latency_ms,
+        time.time(),
+    )
