@@ -365,3 +365,19 @@ async def test_a_process_killed_mid_write_leaves_a_consistent_file(store: Sqlite
     reopened = await SqliteStore.open(db_path)
     assert len(await reopened.load_messages(session.id)) == len(messages) + 1
     await reopened.close()
+
+
+async def test_a_step_stores_the_assistant_message_and_its_usage_row_together(
+    store: SqliteStore, db_path: Path
+) -> None:
+    session = await store.create_session("steps")
+    await store.append_message(session.id, "user", (TextBlock("hi"),))
+    record = UsageRecord(None, None, "openrouter", "test/model", usage(10, 3, 0.5), 12.5)
+
+    stored = await store.append_step(session.id, (TextBlock("hello"),), record, model="test/model")
+
+    assert stored.position == 1 and stored.role == "assistant"
+    rows = raw(db_path, "SELECT session_id, message_id, model, input_tokens, output_tokens, cost FROM usage_log")
+    assert rows == [(session.id, stored.id, "test/model", 10, 3, 0.5)]
+    await store.record_usage_many([record, record])
+    assert raw(db_path, "SELECT count(*) FROM usage_log") == [(3,)]

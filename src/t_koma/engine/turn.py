@@ -184,12 +184,12 @@ class Turn:
         store, plan = self.deps.store, self.plan
         content = clean_content(response.content)
         model = response.model or attempt.spec.model
-        stored = await store.append_message(plan.session_id, "assistant", content, model=model, turn_id=plan.turn_id)
+        usage = response.usage or ProviderUsage()
+        record = UsageRecord(plan.session_id, None, attempt.spec.kind, model, usage, latency_ms)
+        stored = await store.append_step(plan.session_id, content, record, model=model, turn_id=plan.turn_id)
         self._partial.clear()
         self.history.append(Message("assistant", content))
         self._open_calls, self._results = response.tool_calls, []
-        usage = response.usage or ProviderUsage()
-        await store.record_usage(UsageRecord(plan.session_id, stored.id, attempt.spec.kind, model, usage, latency_ms))
         self.usage = self.usage + usage
         await self.sink(StepUsage(plan.session_id, attempt.spec.kind, model, usage, latency_ms))
         return stored.id

@@ -89,6 +89,18 @@ class Store(Protocol):
         status: str | None = None,
     ) -> StoredMessage: ...
 
+    async def append_step(
+        self,
+        session_id: str,
+        content: tuple[ContentBlock, ...],
+        usage: UsageRecord,
+        *,
+        model: str | None = None,
+        turn_id: str | None = None,
+    ) -> StoredMessage:
+        """An assistant message plus the usage row of the call that produced it (`message_id` filled in)."""
+        ...
+
     async def load_messages(self, session_id: str) -> list[StoredMessage]: ...
 
     async def begin_turn(self, session_id: str) -> str:

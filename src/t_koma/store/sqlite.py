@@ -14,6 +14,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
@@ -173,6 +174,30 @@ class SqliteStore:
         turn_id: str | None = None,
         status: str | None = None,
     ) -> StoredMessage:
+        return await self._append(session_id, role, content, model, turn_id, status, None)
+
+    async def append_step(
+        self,
+        session_id: str,
+        content: tuple[ContentBlock, ...],
+        usage: UsageRecord,
+        *,
+        model: str | None = None,
+        turn_id: str | None = None,
+    ) -> StoredMessage:
+        """An assistant message and the usage row of the call that produced it (its `message_id` is filled in)."""
+        return await self._append(session_id, "assistant", content, model, turn_id, None, usage)
+
+    async def _append(
+        self,
+        session_id: str,
+        role: Role,
+        content: tuple[ContentBlock, ...],
+        model: str | None,
+        turn_id: str | None,
+        status: str | None,
+        usage: UsageRecord | None,
+    ) -> StoredMessage:
         if role not in _ROLES:
             raise ValueError(f"role must be 'user' or 'assistant', not {role!r}")
         message_id = f"msg_{uuid.uuid4().hex}"
@@ -180,10 +205,20 @@ class SqliteStore:
         payload = orjson.dumps([block_to_dict(block) for block in content]).decode()
         params = (message_id, session_id, role, payload, model, turn_id, status, now)
         try:
-            rows = await self._fetch(_INSERT_MESSAGE, params)
+            async with self._lock:
+                if usage is None:
+                    rows = await self._conn.execute_fetchall(_INSERT_MESSAGE, params)
+                else:
+                    # Both statements are queued to the database thread at once: one round trip, not two.
+                    usage_params = _usage_params(replace(usage, session_id=session_id, message_id=message_id))
+                    rows, _ = await asyncio.gather(
+                        self._conn.execute_fetchall(_INSERT_MESSAGE, params),
+                        self._conn.execute(_INSERT_USAGE, usage_params),
+                    )
         except sqlite3.IntegrityError as exc:
             raise await self._missing_reference(session_id, turn_id, exc) from exc
-        return StoredMessage(message_id, session_id, int(rows[0][0]), role, tuple(content), model, now, turn_id, status)
+        position = int(next(iter(rows))[0])
+        return StoredMessage(message_id, session_id, position, role, tuple(content), model, now, turn_id, status)
 
     async def load_messages(self, session_id: str) -> list[StoredMessage]:
         """The session's messages in order; empty for an unknown session."""
