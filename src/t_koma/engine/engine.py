@@ -102,6 +102,7 @@ class Engine:
 
     async def close(self) -> None:
         try:
+            await self.breaker.aclose()
             await self._usage_log.close()
             aclose = getattr(self.resolver, "aclose", None)
             if aclose is not None:

@@ -14,6 +14,7 @@ failing without asking anybody: a user whose only model was rate-limited for an 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from t_koma.providers.base import Provider, ProviderSpec
 from t_koma.store.base import Cooldown, Store
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class ProviderSource(Protocol):
@@ -59,9 +61,12 @@ def describe_error(error: ProviderError) -> str:
 
 
 class CircuitBreaker:
-    """Per-model cooldowns, stored in the `Store` so that every process sees them. A store read is reused for
-    `refresh_seconds` (this process's own failures and successes apply at once), so that the steps of a tool loop
-    do not each pay a database round trip; another process's new cooldown is seen within that time."""
+    """Per-model cooldowns, stored in the `Store` so that every process sees them. Only a model's first lookup
+    waits for the store (concurrent first lookups share one read); after that the last read answers at once
+    (this process's own failures and successes apply immediately) and, once it is `refresh_seconds` old, one
+    read in the background renews it, so another process's new cooldown is seen within about that time. The
+    store serialises its work, and a read queued behind a batch of usage rows used to stall every request of
+    that moment. A failed read counts as "no cooldown": a database problem must not stop the model calls."""
 
     def __init__(
         self,
@@ -75,17 +80,43 @@ class CircuitBreaker:
         self.clock = clock
         self.refresh_seconds = refresh_seconds
         self._seen: dict[str, tuple[float, Cooldown | None]] = {}
+        self._reads: dict[str, asyncio.Task[None]] = {}
 
     async def cooldown(self, label: str) -> Cooldown | None:
         now = self.clock()
         seen = self._seen.get(label)
-        if seen is None or now - seen[0] >= self.refresh_seconds:
-            seen = (now, await self.store.get_cooldown(label))
-            self._seen[label] = seen
+        if seen is None:
+            await asyncio.shield(self._read(label, None))
+            seen = self._seen.get(label) or (now, None)
+        elif now - seen[0] >= self.refresh_seconds:
+            self._read(label, seen)
         cooldown = seen[1]
         if cooldown is None or cooldown.until <= now:
             return None
         return cooldown
+
+    def _read(self, label: str, stale: tuple[float, Cooldown | None] | None) -> asyncio.Task[None]:
+        """The store read of `label` in flight, started if there is none."""
+        task = self._reads.get(label)
+        if task is None:
+            task = self._reads[label] = asyncio.get_running_loop().create_task(self._refresh(label, stale))
+        return task
+
+    async def _refresh(self, label: str, stale: tuple[float, Cooldown | None] | None) -> None:
+        try:
+            read_at = self.clock()
+            fresh = await self.store.get_cooldown(label)
+            if self._seen.get(label) is stale:  # a failure or success recorded meanwhile is newer than this read
+                self._seen[label] = (read_at, fresh)
+        except Exception as exc:
+            logger.warning("could not read the cooldown of %s: %s", label, exc)
+        finally:
+            self._reads.pop(label, None)
+
+    async def aclose(self) -> None:
+        """Wait for the reads in flight (call before closing the store)."""
+        if self._reads:
+            await asyncio.wait(list(self._reads.values()))
 
     def cooldown_seconds(self, error: ProviderError) -> float:
         if isinstance(error, RateLimitError):
