@@ -31,6 +31,8 @@ def test_token_counts_are_compact() -> None:
 def test_costs_show_fractions_of_a_cent_and_unknown() -> None:
     assert format_cost(0.0) == "$0.0000"
     assert format_cost(0.00123) == "$0.0012"
+    assert format_cost(0.000012) == "$0.000012"  # a cheap model's turn does not read as free
+    assert format_cost(0.0000834) == "$0.000083"
     assert format_cost(0.5) == "$0.5000"
     assert format_cost(12.345) == "$12.35"
     assert format_cost(None) == "$?"

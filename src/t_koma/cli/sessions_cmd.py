@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from t_koma.cli.output import fail_json, print_json
+from t_koma.client.status import format_cost
 from t_koma.config.loader import load_config
 from t_koma.errors import SessionNotFoundError, TKomaError
 from t_koma.messages import TextBlock, ToolResultBlock, ToolUseBlock, block_to_dict
@@ -136,7 +137,7 @@ def _sessions_table(summaries: list[SessionSummary]) -> Table:
     table.add_column("Cost", justify="right", no_wrap=True)
     for summary in summaries:
         tokens = summary.input_tokens + summary.output_tokens
-        cost = "-" if summary.cost is None else f"${summary.cost:.4f}"
+        cost = "-" if summary.cost is None else format_cost(summary.cost)
         table.add_row(
             summary.session.id,
             escape(summary.session.title),

@@ -49,9 +49,12 @@ def format_tokens(count: int) -> str:
 
 
 def format_cost(cost: float | None) -> str:
-    """Dollars: four decimals under $1 (typical turns cost fractions of a cent), two above; `$?` when unknown."""
+    """Dollars: four decimals under $1 (typical turns cost fractions of a cent), two above; below a hundredth of
+    a cent, two significant digits so that a cheap model's cost does not read as zero; `$?` when unknown."""
     if cost is None:
         return "$?"
+    if 0 < cost < 0.0001:
+        return "<$0.000001" if cost < 1e-6 else f"${cost:.6f}".rstrip("0")
     if cost < 1:
         return f"${cost:.4f}"
     return f"${cost:,.2f}"
