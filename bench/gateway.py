@@ -115,14 +115,15 @@ def start_fake() -> tuple[subprocess.Popen[str], int]:
     return process, int(process.stdout.readline().split()[1])
 
 
-def start_gateway(upstream_port: int) -> tuple[subprocess.Popen[str], str, str]:
-    shutil.rmtree(WORK, ignore_errors=True)
-    (WORK / "config").mkdir(parents=True)
-    (WORK / "config" / "config.toml").write_text(CONFIG)
+def start_gateway(upstream_port: int, work: Path = WORK) -> tuple[subprocess.Popen[str], str, str]:
+    """`work` holds the gateway's config and data dirs (wiped first); other suites pass their own."""
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "config").mkdir(parents=True)
+    (work / "config" / "config.toml").write_text(CONFIG)
     env = {name: value for name, value in os.environ.items() if not name.endswith("_API_KEY")}
     env.update(
-        T_KOMA_CONFIG_DIR=str(WORK / "config"),
-        T_KOMA_DATA_DIR=str(WORK / "data"),
+        T_KOMA_CONFIG_DIR=str(work / "config"),
+        T_KOMA_DATA_DIR=str(work / "data"),
         OPENROUTER_BASE_URL=f"http://127.0.0.1:{upstream_port}/api/v1",
         OPENROUTER_API_KEY=KEY,
     )
@@ -131,7 +132,7 @@ def start_gateway(upstream_port: int) -> tuple[subprocess.Popen[str], str, str]:
         stdout=subprocess.PIPE,
         text=True,
         env=env,
-        cwd=WORK,
+        cwd=work,
     )
     assert process.stdout is not None
     line = process.stdout.readline()
