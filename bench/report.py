@@ -113,11 +113,18 @@ def soak_lines(soak: SoakResult) -> list[str]:
         f"`python -m bench.soak` on {soak.date}: {soak.clients} clients ({soak.ws_clients} WebSocket chat sessions, "
         f"{soak.v1_clients} `/v1` streaming clients), each in a loop of streamed turns for {soak.seconds:.0f} s.",
         "",
-        "| turns | errors | turns/s | turn p50 ms | turn p99 ms | RSS start → end (max) MB | slope after warm-up |",
-        "|---|---|---|---|---|---|---|",
-        f"| {soak.turns:,} | {soak.errors} | {_f(soak.turns_per_s, 0)} | {_f(soak.turn_p50_ms)} | "
-        f"{_f(soak.turn_p99_ms)} | {_f(soak.rss_start_mb, 1)} → {_f(soak.rss_end_mb, 1)} ({_f(soak.rss_max_mb, 1)}) | "
-        f"{_f(soak.slope_mb_per_min, 2, True)} MB/min (least squares over {soak.seconds - soak.warmup_s:.0f} s) |",
+        "| clients | turns | errors | turns/s | turn p50 ms | turn p99 ms |",
+        "|---|---|---|---|---|---|",
+        f"| all {soak.clients} | {soak.turns:,} | {soak.errors} | {_f(soak.turns_per_s, 0)} | {_f(soak.turn_p50_ms)} | "
+        f"{_f(soak.turn_p99_ms)} |",
+        f"| {soak.ws_clients} WebSocket | {soak.ws_turns:,} | | | {_f(soak.ws_turn_p50_ms)} | "
+        f"{_f(soak.ws_turn_p99_ms)} |",
+        f"| {soak.v1_clients} `/v1` stream | {soak.v1_turns:,} | | | {_f(soak.v1_turn_p50_ms)} | "
+        f"{_f(soak.v1_turn_p99_ms)} |",
+        "",
+        f"Gateway RSS: {_f(soak.rss_start_mb, 1)} MB at the start → {_f(soak.rss_end_mb, 1)} MB at the end (max "
+        f"{_f(soak.rss_max_mb, 1)} MB), sampled every second; slope after the {soak.warmup_s:.0f} s warm-up, by least "
+        f"squares over {soak.seconds - soak.warmup_s:.0f} s: **{_f(soak.slope_mb_per_min, 2, True)} MB/min**.",
         *([f"\nErrors (first ones): {'; '.join(soak.error_examples)}"] if soak.error_examples else []),
     ]
 

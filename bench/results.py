@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
 from bench.components import ComponentRun
 from bench.services import ROOT, WORK
 from bench.side_by_side import HttpRow
@@ -70,6 +71,12 @@ class SoakResult:
     samples: list[tuple[float, float]] = field(default_factory=list)
     """(seconds since start, RSS MB) every second."""
     error_examples: list[str] = field(default_factory=list)
+    ws_turns: int = 0
+    ws_turn_p50_ms: float = float("nan")
+    ws_turn_p99_ms: float = float("nan")
+    v1_turns: int = 0
+    v1_turn_p50_ms: float = float("nan")
+    v1_turn_p99_ms: float = float("nan")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The processes a benchmark run talks to — the fast fake upstream and `t-koma gateway` — and what /proc says about
 them (RSS of a process tree, peak RSS, CPU seconds). The gateway is started by `bench/gateway.py`'s
-`start_gateway` (its own data dir under bench/.work/gateway), so every benchmark measures the same set-up."""
+`start_gateway` (in bench/.work/suite-gateway), so every benchmark measures the same set-up."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from bench.gateway import cpu_seconds, start_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work"
+GATEWAY_WORK = WORK / "suite-gateway"
+"""The gateway's config and data dirs for this suite (bench/gateway.py uses bench/.work/gateway)."""
 
 
 @dataclass
@@ -63,9 +65,9 @@ def start_fake(latency_ms: float = 0.0, chunks: int = 10, chunk_delay_ms: float 
     return Service("fake upstream", process, f"http://127.0.0.1:{int(line.split()[1])}")
 
 
-def start_tkoma(upstream: Service) -> Service:
-    """`t-koma gateway` on a free port in front of the fake (model alias `bench`)."""
-    process, url, token = start_gateway(int(upstream.url.rsplit(":", 1)[1]))
+def start_tkoma(upstream: Service, work: Path = GATEWAY_WORK) -> Service:
+    """`t-koma gateway` on a free port in front of the fake (model alias `bench`), its files in `work`."""
+    process, url, token = start_gateway(int(upstream.url.rsplit(":", 1)[1]), work)
     return Service("t-koma gateway", process, url, token)
 
 

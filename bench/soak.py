@@ -20,7 +20,7 @@ from websockets.exceptions import WebSocketException
 
 from bench.load import Samples, Target, client_session, one, percentile_ms
 from bench.results import SoakResult, load, save, save_soak
-from bench.services import Service, rss_mb, start_fake, start_tkoma
+from bench.services import WORK, Service, rss_mb, start_fake, start_tkoma
 from bench.websocket import chat_turn, open_chat
 
 MAX_CLIENT_ERRORS = 5
@@ -102,21 +102,24 @@ async def _sample(pid: int, started: float, samples: list[tuple[float, float]], 
 
 async def run(options: SoakOptions) -> SoakResult:
     fake = start_fake(chunk_delay_ms=options.chunk_delay_ms)
-    gateway = start_tkoma(fake)
+    gateway = start_tkoma(fake, WORK / "soak-gateway")
     target = Target("t-koma", gateway.url + "/v1/chat/completions", gateway.token, "bench")
     print(f"soak: {options.clients} clients ({options.mode}) for {options.seconds:.0f} s against {gateway.url}")
     try:
-        tally = _Tally()
+        tally, ws_tally = _Tally(), _Tally()
         rss: list[tuple[float, float]] = []
         started = time.monotonic()
         deadline = started + options.seconds
         stop = asyncio.Event()
         sampler = asyncio.create_task(_sample(gateway.pid, started, rss, stop))
         ws_count = {"ws": options.clients, "v1": 0}.get(options.mode, options.clients // 2)
-        clients = [_ws_client(gateway, deadline, options, tally) for _ in range(ws_count)]
+        clients = [_ws_client(gateway, deadline, options, ws_tally) for _ in range(ws_count)]
         clients += [_v1_client(target, deadline, tally, Samples()) for _ in range(options.clients - ws_count)]
         await asyncio.gather(*clients)
         elapsed = time.monotonic() - started
+        v1_turns = len(tally.turn_ns)
+        tally.turn_ns += ws_tally.turn_ns
+        tally.errors += ws_tally.errors
         stop.set()
         await sampler
     finally:
@@ -141,6 +144,12 @@ async def run(options: SoakOptions) -> SoakResult:
         slope_mb_per_min=slope_mb_per_min(rss, options.warmup_s),
         samples=rss,
         error_examples=tally.errors[:5],
+        ws_turns=len(ws_tally.turn_ns),
+        ws_turn_p50_ms=percentile_ms(ws_tally.turn_ns, 50),
+        ws_turn_p99_ms=percentile_ms(ws_tally.turn_ns, 99),
+        v1_turns=v1_turns,
+        v1_turn_p50_ms=percentile_ms(tally.turn_ns[:v1_turns], 50),
+        v1_turn_p99_ms=percentile_ms(tally.turn_ns[:v1_turns], 99),
     )
 
 

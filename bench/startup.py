@@ -12,8 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.gateway import WORK as GATEWAY_WORK
-from bench.services import WORK, Service
+from bench.services import GATEWAY_WORK, WORK, Service
 
 FIRST_SCREEN = ["Select Model Provider", "/help for commands"]
 

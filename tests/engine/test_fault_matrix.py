@@ -104,7 +104,8 @@ def conversation(database: Path) -> list[tuple[str, str, str | None]]:
     return query(database, "SELECT role, content, status FROM messages ORDER BY session_id, position")
 
 
-def assert_no_key_anywhere(database: Path, *texts: object) -> None:
+def assert_sound_and_keyless(database: Path, *texts: object) -> None:
+    """The SQLite file passes its integrity check, and no key is in it (every table) or in any of `texts`."""
     with sqlite3.connect(database) as conn:
         dump = "\n".join(conn.iterdump())
     assert query(database, "PRAGMA integrity_check") == [("ok",)]
@@ -157,7 +158,7 @@ async def test_a_fault_ends_a_single_model_turn_with_its_typed_error(
     database = engine.config.database_path
     assert [(role, status) for role, _, status in conversation(database)] == [("user", None)]
     assert query(database, "SELECT status, stop_reason FROM turns") == [("failed", error.type)]
-    assert_no_key_anywhere(database, error, error.message, error.raw, events.events)
+    assert_sound_and_keyless(database, error, error.message, error.raw, events.events)
     await follow_up(engine, openrouter, stream=stream)
 
 
@@ -181,7 +182,7 @@ async def test_a_turn_falls_back_to_the_next_model_exactly_when_the_fault_is_ret
         assert models_asked(openrouter) == asked_failing  # the next model was never asked
         assert events.of(FallbackEvent) == [] and cooldowns(engine) == {}
         assert [role for role, _, _ in conversation(database)] == ["user"]
-        assert_no_key_anywhere(database, raised.value, events.events)
+        assert_sound_and_keyless(database, raised.value, events.events)
         await follow_up(engine, openrouter, stream=stream)
         return
 
@@ -200,7 +201,7 @@ async def test_a_turn_falls_back_to_the_next_model_exactly_when_the_fault_is_ret
     assert [(role, status) for role, _, status in stored] == [("user", None), ("assistant", None)]
     assert FALLBACK_TEXT in stored[1][1] and "half an answer" not in json.dumps(stored)
     assert query(database, "SELECT status FROM turns") == [("done",)]
-    assert_no_key_anywhere(database, result, events.events)
+    assert_sound_and_keyless(database, result, events.events)
     await follow_up(engine, openrouter, stream=stream)
 
 
@@ -228,7 +229,7 @@ async def test_anthropic_faults_become_the_same_typed_errors(
             await engine.run_turn(request, events)
         assert raised.value.status == fault.status
         assert models_asked(openrouter) == [] and cooldowns(engine) == {}
-        assert_no_key_anywhere(engine.config.database_path, raised.value, events.events)
+        assert_sound_and_keyless(engine.config.database_path, raised.value, events.events)
 
 
 # --- exit codes of `t-koma ask` ---------------------------------------------------------------------------
