@@ -5,6 +5,7 @@ Wire details live in `anthropic_wire` (bodies, usage, errors) and `anthropic_str
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import urlencode
 
@@ -69,11 +70,12 @@ class AnthropicProvider(Provider):
                     yield event
                 return
             try:
-                async for sse in self._http.iter_sse(response):
-                    for event in assembler.feed(sse):
-                        yield event
-                    if assembler.done:
-                        return
+                async with aclosing(self._http.iter_sse(response)) as events:  # see OpenAIChatProvider.stream
+                    async for sse in events:
+                        for event in assembler.feed(sse):
+                            yield event
+                        if assembler.done:
+                            return
             except ProviderError as exc:
                 exc.partial_text = exc.partial_text or assembler.text
                 raise

@@ -4,7 +4,7 @@ concurrency (see docs/dependencies.md)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -95,7 +95,7 @@ class HttpClient:
                 f"{self._provider} returned a body that is not JSON: {preview!r}", provider=self._provider
             ) from None
 
-    async def iter_sse(self, response: aiohttp.ClientResponse) -> AsyncIterator[SSEEvent]:
+    async def iter_sse(self, response: aiohttp.ClientResponse) -> AsyncGenerator[SSEEvent, None]:
         """The response body as SSE events; a stall longer than the read timeout raises RequestTimeoutError."""
         decoder = SSEDecoder()
         try:

@@ -4,6 +4,7 @@ OpenAI-compatible client are thin subclasses that choose URLs, headers and extra
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 from t_koma import __version__
@@ -95,11 +96,14 @@ class OpenAIChatProvider(Provider):
                     for event in events_of(parsed):
                         yield event
                     return
-                async for sse in self._http.iter_sse(response):
-                    for event in assembler.feed(sse.data):
-                        yield event
-                    if assembler.done:
-                        return
+                # Closed here, not left to the loop's async-generator finaliser: returning at [DONE] would
+                # otherwise cost a thread-safe wake-up (two system calls) and a task per stream.
+                async with aclosing(self._http.iter_sse(response)) as events:
+                    async for sse in events:
+                        for event in assembler.feed(sse.data):
+                            yield event
+                        if assembler.done:
+                            return
                 for event in assembler.end():
                     yield event
         except ProviderError as exc:
