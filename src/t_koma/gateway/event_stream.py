@@ -2,9 +2,10 @@
 
 Chunks the producer yields without pausing (several SSE events that arrived in one upstream read) leave in one
 socket write, and the last one carries the end of the body: on this kind of machine a write costs more than
-building a chunk, so a 10-token burst costs 2 writes instead of 13. Nothing waits to batch: whenever the
-producer pauses for the upstream, what it has produced is sent. A client that disconnects stops the producer
-(and with it the upstream call)."""
+building a chunk, so a 10-token burst costs 2 writes instead of 13. The response head waits for the first chunks
+(the caller has read up to the first token, so they come at once) and leaves with them. Nothing waits to batch:
+whenever the producer pauses for the upstream, what it has produced is sent. A client that disconnects stops the
+producer (and with it the upstream call)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class EventStream:
         ]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+        started = False
         pending: list[bytes] = []
         ready = asyncio.Event()
 
@@ -48,6 +49,9 @@ class EventStream:
                 finished = producer.done()
                 data = b"".join(pending)
                 pending.clear()
+                if not started:  # the head leaves with the first chunks, in one write (see http_protocol.py)
+                    await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+                    started = True
                 if finished or data:
                     await send({"type": "http.response.body", "body": data, "more_body": not finished})
                 if finished:
