@@ -12,6 +12,10 @@ from bench.side_by_side import HttpRow
 
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 DIRECT, TKOMA, LITELLM = "direct", "t-koma", "LiteLLM"
+FLAT_MB_PER_MIN = 1.0
+"""The soak's RSS counts as flat when it grows by at most this much per minute after the warm-up."""
+STARVED = 10.0
+"""WebSocket turns count as starved by the `/v1` load when their median is this many times the `/v1` median."""
 
 
 def _f(value: float | None, digits: int = 2, signed: bool = False) -> str:
@@ -74,10 +78,12 @@ def verdicts(results: Results) -> list[str]:
         )
     if results.soak is not None:
         soak = results.soak
+        flat = abs(soak.slope_mb_per_min) <= FLAT_MB_PER_MIN
         lines.append(
-            f"| soak: {soak.clients} concurrent streaming chats for {soak.seconds:.0f} s, 0 errors, RSS flat | "
-            f"{soak.errors} errors in {soak.turns:,} turns; RSS slope after {soak.warmup_s:.0f} s warm-up "
-            f"{_f(soak.slope_mb_per_min, 2, True)} MB/min | {_verdict(soak.errors == 0)} |"
+            f"| soak: {soak.clients} concurrent streaming chats for {soak.seconds:.0f} s, 0 errors, RSS flat "
+            f"(≤ {FLAT_MB_PER_MIN:g} MB/min after warm-up) | {soak.errors} errors in {soak.turns:,} turns; RSS slope "
+            f"after {soak.warmup_s:.0f} s warm-up {_f(soak.slope_mb_per_min, 2, True)} MB/min "
+            f"| {_verdict(soak.errors == 0 and flat)} |"
         )
     return lines
 
@@ -125,7 +131,20 @@ def soak_lines(soak: SoakResult) -> list[str]:
         f"Gateway RSS: {_f(soak.rss_start_mb, 1)} MB at the start → {_f(soak.rss_end_mb, 1)} MB at the end (max "
         f"{_f(soak.rss_max_mb, 1)} MB), sampled every second; slope after the {soak.warmup_s:.0f} s warm-up, by least "
         f"squares over {soak.seconds - soak.warmup_s:.0f} s: **{_f(soak.slope_mb_per_min, 2, True)} MB/min**.",
+        *starvation(soak),
         *([f"\nErrors (first ones): {'; '.join(soak.error_examples)}"] if soak.error_examples else []),
+    ]
+
+
+def starvation(soak: SoakResult) -> list[str]:
+    """A warning when the WebSocket chat turns were starved by the `/v1` streams of the same soak."""
+    if not (soak.ws_turns and soak.v1_turns) or soak.ws_turn_p50_ms < STARVED * soak.v1_turn_p50_ms:
+        return []
+    return [
+        "",
+        f"**Unfair under mixed load:** the WebSocket agent turns took {_f(soak.ws_turn_p50_ms / 1000, 1)} s "
+        f"(median) while the `/v1` streams took {_f(soak.v1_turn_p50_ms, 0)} ms, and made "
+        f"{soak.ws_turns / max(1, soak.turns):.1%} of the turns — the pass-through load starves the agent path.",
     ]
 
 
