@@ -1,5 +1,5 @@
 """`python -m bench`: the side-by-side benchmark suite (t-koma gateway vs the same fake called directly vs the LiteLLM
-proxy), writing bench/RESULTS.md and bench/latency.png. About 5–8 minutes on 2 cores; `--quick` about 2."""
+proxy), writing bench/RESULTS.md and bench/latency.png. About 4–6 minutes on 2 cores; `--quick` about 1."""
 
 from __future__ import annotations
 
