@@ -48,16 +48,20 @@ class SSEDecoder:
 
     def _take_lines(self, lines: list[bytes]) -> list[SSEEvent]:
         events: list[SSEEvent] = []
+        data = self._data
         for raw in lines:
             if not raw:
-                if self._data:
-                    events.append(SSEEvent("\n".join(self._data), self._event or "message", self._id))
-                self._data = []
+                if data:
+                    text = data[0] if len(data) == 1 else "\n".join(data)
+                    events.append(SSEEvent(text, self._event or "message", self._id))
+                    data = self._data = []
                 self._event = ""
                 continue
-            if raw[0] == 0x3A:  # ":" comment / keep-alive
-                continue
-            self._field(raw.decode("utf-8", errors="replace"))
+            if raw.startswith(b"data:"):  # most lines: decoded without the generic field split below
+                value = raw[6:] if raw[5:6] == b" " else raw[5:]
+                data.append(value.decode("utf-8", errors="replace"))
+            elif raw[0] != 0x3A:  # ":" starts a comment / keep-alive
+                self._field(raw.decode("utf-8", errors="replace"))
         return events
 
     def _field(self, line: str) -> None:
