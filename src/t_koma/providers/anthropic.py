@@ -75,7 +75,10 @@ class AnthropicProvider(Provider):
                         for event in assembler.feed(sse):
                             yield event
                         if assembler.done:
-                            return
+                            break
+                if assembler.done:
+                    await self._http.finish_body(response)  # keeps the connection for the next call
+                    return
             except ProviderError as exc:
                 exc.partial_text = exc.partial_text or assembler.text
                 raise

@@ -4,6 +4,7 @@ concurrency (see docs/dependencies.md)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,6 +22,9 @@ from t_koma.errors import (
 )
 from t_koma.providers.base import Timeouts
 from t_koma.providers.sse import SSEDecoder, SSEEvent
+
+DRAIN_SECONDS = 0.1
+"""How long `finish_body` waits for the end of a body (it normally arrives with or right after the last event)."""
 
 ErrorParser = Callable[[int, bytes, Mapping[str, str]], ProviderError]
 """Turns a non-2xx status, its body and headers into the provider's typed error."""
@@ -108,6 +112,20 @@ class HttpClient:
             raise UpstreamError(self._describe("stream dropped", exc), provider=self._provider) from None
         for event in decoder.close():
             yield event
+
+    async def finish_body(self, response: aiohttp.ClientResponse) -> None:
+        """Read (and drop) the rest of a body whose content is no longer needed — what follows a stream's last
+        event, usually just the chunked-encoding terminator — so that the connection goes back to the pool: aiohttp
+        closes a connection released before the end of its body, and the next call then pays a new TCP (and TLS)
+        handshake. Waits at most `DRAIN_SECONDS` for bytes still on the way; if they are late the connection is
+        simply closed as before."""
+        content = response.content
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while not content.at_eof():
+                    await content.readany()
+        except (TimeoutError, aiohttp.ClientError):
+            pass
 
     def _describe(self, what: str, exc: BaseException) -> str:
         detail = str(exc) or type(exc).__name__

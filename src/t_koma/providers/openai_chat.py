@@ -103,7 +103,10 @@ class OpenAIChatProvider(Provider):
                         for event in assembler.feed(sse.data):
                             yield event
                         if assembler.done:
-                            return
+                            break
+                if assembler.done:
+                    await self._http.finish_body(response)  # keeps the connection for the next call
+                    return
                 for event in assembler.end():
                     yield event
         except ProviderError as exc:
