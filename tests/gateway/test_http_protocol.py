@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,8 +14,13 @@ from typing import Any
 import aiohttp
 import pytest
 import uvicorn
+import uvloop
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from t_koma.config.loader import load_config
+from t_koma.gateway import server
 from t_koma.gateway.http_protocol import HeadCoalescingHttpToolsProtocol, HeadHoldingTransport
+from t_koma.gateway.server import uvicorn_config
 
 
 class RecordingTransport(asyncio.Transport):
@@ -125,3 +132,22 @@ async def test_a_stream_head_is_not_held_back_until_its_first_chunk(server_url: 
         async with session.get(server_url + "/release") as released:
             assert released.status == 200
         assert await response.read() == b"first second"
+
+
+def test_the_gateway_serves_http_through_this_protocol_on_uvloop_without_an_access_log() -> None:
+    settings = uvicorn_config(late_stream_app(asyncio.Event()), load_config(), "127.0.0.1", 0)
+
+    assert settings.http is HeadCoalescingHttpToolsProtocol
+    assert issubclass(HeadCoalescingHttpToolsProtocol, HttpToolsProtocol)
+    assert settings.access_log is False
+    assert server._loop_factory() is uvloop.new_event_loop
+
+
+def test_a_gateway_process_freezes_start_up_objects_and_collects_the_young_generation_less_often() -> None:
+    script = (
+        "import gc, sys; from t_koma.gateway.server import prepare_process; prepare_process(); "
+        "print(gc.get_threshold()[0], gc.get_freeze_count() > 10000, 'aiohttp' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+
+    assert result.stdout.split() == ["7000", "True", "True"]
