@@ -40,8 +40,7 @@ class EventStream:
                 ready.set()
 
         producer = asyncio.create_task(produce())
-        watcher = asyncio.create_task(_disconnected(receive))
-        watcher.add_done_callback(lambda _: producer.cancel())
+        watcher: asyncio.Task[None] | None = None
         try:
             while True:
                 await ready.wait()
@@ -56,10 +55,15 @@ class EventStream:
                     await send({"type": "http.response.body", "body": data, "more_body": not finished})
                 if finished:
                     break
+                if watcher is None:  # the stream outlasts its first burst: stop it if the client goes away
+                    watcher = asyncio.create_task(_disconnected(receive))
+                    watcher.add_done_callback(lambda _: producer.cancel())
         finally:
-            watcher.cancel()
-            producer.cancel()
-            await asyncio.wait({producer})
+            if watcher is not None:
+                watcher.cancel()
+            if not producer.done():
+                producer.cancel()
+                await asyncio.wait({producer})
         if not producer.cancelled() and producer.exception() is not None:
             log.error("a /v1 stream failed", exc_info=producer.exception())
 

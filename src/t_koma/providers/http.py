@@ -120,6 +120,8 @@ class HttpClient:
         handshake. Waits at most `DRAIN_SECONDS` for bytes still on the way; if they are late the connection is
         simply closed as before."""
         content = response.content
+        if content.at_eof():
+            return
         try:
             async with asyncio.timeout(DRAIN_SECONDS):
                 while not content.at_eof():
