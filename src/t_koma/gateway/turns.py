@@ -54,7 +54,7 @@ class RunningTurn:
         self.sink = sink
         self.request_id = request_id
         self.session_id = session_id
-        self._request = replace(request, approval=self._approve)
+        self._request = request
         self._approvals: dict[str, asyncio.Future[ApprovalDecision]] = {}
         self._asked: set[str] = set()
         self._step_text: list[str] = []
@@ -65,7 +65,10 @@ class RunningTurn:
 
     def start(self) -> None:
         self.state.turns.add(self)
-        self._task = asyncio.create_task(self._run(), name=f"turn-{self.session_id}")
+        # The request with the approval callback (bound to self) lives only in the running coroutine's frame:
+        # stored on self it would make a reference cycle, and every finished turn would wait for the cyclic GC.
+        request = replace(self._request, approval=self._approve)
+        self._task = asyncio.create_task(self._run(request), name=f"turn-{self.session_id}")
 
     def cancel(self) -> None:
         if self._task is not None:
@@ -133,11 +136,11 @@ class RunningTurn:
         if not sink.closed:
             await sink.send(frame)
 
-    async def _run(self) -> None:
+    async def _run(self, request: TurnRequest) -> None:
         started = time.perf_counter()
         outcome = "error"
         try:
-            result = await self.state.engine.run_turn(self._request, self._on_event)
+            result = await self.state.engine.run_turn(request, self._on_event)
         except (asyncio.CancelledError, TurnCancelledError):
             outcome = "cancelled"
             await self._send(
