@@ -117,13 +117,25 @@ async def server_url() -> AsyncIterator[str]:
         sock.close()
 
 
-async def test_responses_on_one_keep_alive_connection_arrive_whole(server_url: str) -> None:
+async def test_responses_on_one_keep_alive_connection_arrive_whole(
+    server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrapped: list[HeadHoldingTransport] = []
+    original_init = HeadHoldingTransport.__init__
+
+    def counting_init(self: HeadHoldingTransport, *args: Any) -> None:
+        original_init(self, *args)
+        wrapped.append(self)
+
+    monkeypatch.setattr(HeadHoldingTransport, "__init__", counting_init)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
         for _ in range(5):
             async with session.post(server_url + "/json", data=b"x" * 100) as response:
                 assert (response.status, await response.read()) == (200, b'{"ok": true}')
         async with session.post(server_url + "/json", data=b"x", expect100=True) as response:
             assert (response.status, await response.read()) == (200, b'{"ok": true}')
+
+    assert len(wrapped) == 6  # one per request: uvicorn still starts each cycle through _start_asgi_task
 
 
 async def test_a_stream_head_is_not_held_back_until_its_first_chunk(server_url: str) -> None:
