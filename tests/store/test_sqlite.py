@@ -214,6 +214,22 @@ async def test_two_store_objects_share_one_file(store: SqliteStore, db_path: Pat
         await other.close()
 
 
+async def test_recent_messages_are_the_sessions_tail_in_order(store: SqliteStore) -> None:
+    session = await store.create_session()
+    other = await store.create_session()
+    for i in range(12):
+        await store.append_message(session.id, "user" if i % 2 == 0 else "assistant", (TextBlock(f"m{i}"),))
+    await store.append_message(other.id, "user", (TextBlock("elsewhere"),))
+    everything = await store.load_messages(session.id)
+
+    assert await store.load_recent_messages(session.id, 5) == everything[-5:]
+    assert [m.position for m in await store.load_recent_messages(session.id, 5)] == [7, 8, 9, 10, 11]
+    assert await store.load_recent_messages(session.id, 100) == everything
+    assert await store.load_recent_messages(session.id, 0) == []
+    assert await store.load_recent_messages(session.id, -1) == []  # not SQLite's "no limit"
+    assert await store.load_recent_messages("sess_unknown", 5) == []
+
+
 # --- usage -----------------------------------------------------------------------------------------
 
 
@@ -291,6 +307,20 @@ async def test_turns_are_recorded_and_finished(store: SqliteStore, db_path: Path
     await store.finish_turn(turn, "done", "end_turn")
     assert raw(db_path, "SELECT status, stop_reason FROM turns WHERE id = ?", (turn,)) == [("done", "end_turn")]
     await store.finish_turn("turn_unknown", "failed")
+
+
+async def test_a_turn_begins_with_its_user_message_in_one_call(store: SqliteStore, db_path: Path) -> None:
+    session = await store.create_session()
+    await store.append_message(session.id, "user", (TextBlock("earlier"),))
+
+    turn, message = await store.begin_turn_with_message(session.id, (TextBlock("now"),))
+
+    assert raw(db_path, "SELECT status FROM turns WHERE id = ?", (turn,)) == [("running",)]
+    assert (message.role, message.position, message.turn_id, message.content) == ("user", 1, turn, (TextBlock("now"),))
+    assert (await store.load_messages(session.id))[-1] == message
+    with pytest.raises(SessionNotFoundError):
+        await store.begin_turn_with_message("sess_missing", (TextBlock("hi"),))
+    assert raw(db_path, "SELECT count(*) FROM turns") == [(1,)]
 
 
 async def test_recovery_leaves_turns_of_live_processes_alone(store: SqliteStore, db_path: Path) -> None:
@@ -381,3 +411,25 @@ async def test_a_step_stores_the_assistant_message_and_its_usage_row_together(
     assert rows == [(session.id, stored.id, "test/model", 10, 3, 0.5)]
     await store.record_usage_many([record, record])
     assert raw(db_path, "SELECT count(*) FROM usage_log") == [(3,)]
+
+
+async def test_a_usage_batch_is_written_whole_in_order_with_every_column(store: SqliteStore, db_path: Path) -> None:
+    session = await store.create_session()
+    full = ProviderUsage(10, 2, cache_read_tokens=4, cache_creation_tokens=3, reasoning_tokens=1, cost=0.01)
+    batch = [UsageRecord(None, None, "openrouter", "a/b", usage(i, i + 1), 1.5 * i) for i in range(200)] + [
+        UsageRecord(session.id, None, "anthropic", "claude ✓", full, 42.0)
+    ]
+
+    await store.record_usage_many(batch)
+    await store.record_usage_many([])
+
+    columns = "session_id, message_id, provider, model, input_tokens, output_tokens, cache_read_tokens, "
+    columns += "cache_creation_tokens, reasoning_tokens, cost, latency_ms, typeof(latency_ms), typeof(created)"
+    rows = raw(db_path, f"SELECT {columns} FROM usage_log ORDER BY id")
+    assert len(rows) == 201
+    assert rows[7] == (None, None, "openrouter", "a/b", 7, 8, None, None, None, None, 10.5, "real", "real")
+    assert rows[-1] == (session.id, None, "anthropic", "claude ✓", 10, 2, 4, 3, 1, 0.01, 42.0, "real", "real")
+    assert [row[4] for row in rows[:200]] == list(range(200))
+    with pytest.raises(sqlite3.IntegrityError):  # one statement: a bad row leaves none of its batch
+        await store.record_usage_many([batch[0], UsageRecord("sess_missing", None, "x", "y", usage(1, 1), 1.0)])
+    assert raw(db_path, "SELECT count(*) FROM usage_log") == [(201,)]

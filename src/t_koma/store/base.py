@@ -103,8 +103,18 @@ class Store(Protocol):
 
     async def load_messages(self, session_id: str) -> list[StoredMessage]: ...
 
+    async def load_recent_messages(self, session_id: str, limit: int) -> list[StoredMessage]:
+        """The session's last `limit` messages, in order (what a turn needs of a long session)."""
+        ...
+
     async def begin_turn(self, session_id: str) -> str:
         """Record a turn as running and return its id."""
+        ...
+
+    async def begin_turn_with_message(
+        self, session_id: str, content: tuple[ContentBlock, ...]
+    ) -> tuple[str, StoredMessage]:
+        """`begin_turn` and the turn's user message in one go; returns the turn id and the stored message."""
         ...
 
     async def finish_turn(self, turn_id: str, status: TurnStatus, stop_reason: str | None = None) -> None: ...
