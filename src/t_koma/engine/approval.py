@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from t_koma.config.model import Approval
@@ -14,6 +15,7 @@ NOBODY_TO_ASK = (
     'with `t-koma ask --yes` or by setting [tools.shell] approval = "auto" in config.toml.'
 )
 DENIED_BY_USER = "Not run: the user denied this call."
+REMEMBERED_SESSIONS = 1024
 
 
 @dataclass
@@ -41,3 +43,32 @@ class ApprovalGate:
             self.always.add(call.name)
             return None
         return None if decision == "approve" else DENIED_BY_USER
+
+
+class RememberedApprovals:
+    """Per session, the tool names its user approved "always" (the `ApprovalGate.always` sets), kept across turns.
+    Bounded: sessions with nothing remembered are dropped when their turn ends, and beyond `max_sessions` the least
+    recently used session is forgotten (its user is asked again), so a long-running gateway does not keep an entry
+    for every session it ever served."""
+
+    def __init__(self, max_sessions: int = REMEMBERED_SESSIONS) -> None:
+        self.max_sessions = max_sessions
+        self._sets: OrderedDict[str, set[str]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+    def of(self, session_id: str) -> set[str]:
+        """The session's set (the same object until it is forgotten), now the most recently used."""
+        always = self._sets.pop(session_id, None)
+        if always is None:
+            always = set()
+        self._sets[session_id] = always
+        while len(self._sets) > self.max_sessions:
+            self._sets.popitem(last=False)
+        return always
+
+    def release(self, session_id: str) -> None:
+        """A turn of the session ended: drop its entry if nothing is remembered."""
+        if self._sets.get(session_id) == set():
+            del self._sets[session_id]

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from t_koma.config.model import Approval, Config
-from t_koma.engine.approval import ApprovalGate
+from t_koma.engine.approval import ApprovalGate, RememberedApprovals
 from t_koma.engine.events import (
     EngineEvent,
     EventSink,
@@ -44,13 +44,17 @@ from t_koma.messages import (
     ToolCallEvent,
 )
 from t_koma.providers.factory import ModelResolver
-from t_koma.store.base import SessionInfo, Store, UsageRecord
+from t_koma.store.base import SessionInfo, Store, StoredMessage, UsageRecord
 from t_koma.store.sqlite import DEFAULT_TITLE, SqliteStore
 from t_koma.tools.base import ToolContext, ToolRegistry
 from t_koma.tools.registry import default_registry
 from t_koma.tools.registry import tool_context as default_tool_context
 
 TITLE_LENGTH = 60
+HISTORY_MARGIN = 16
+"""Stored messages a turn loads beyond `agent.message_limit`: `limit_history` cuts the history at a clean start
+(never between a tool call and its result), and `repair_history` may merge messages, so a few more than the limit
+are read; never the whole session, which grows without bound."""
 
 
 async def _ignore(event: EngineEvent) -> None:
@@ -81,7 +85,7 @@ class Engine:
         self.tool_context = tool_context or default_tool_context(config)
         self._deps = TurnDeps(store, self.chain, tools, self.tool_context)
         self._usage_log = UsageLog(store)
-        self._always_approved: dict[str, set[str]] = {}
+        self.approvals = RememberedApprovals()
         self._session_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     @classmethod
@@ -119,32 +123,49 @@ class Engine:
         propagates."""
         sink = sink or _ignore
         walk = self.chain.walk(request.chain, request.provider)
-        session = await self._session(request)
-        lock = self._session_locks.get(session.id)
-        if lock is None:
-            lock = self._session_locks[session.id] = asyncio.Lock()
-        async with lock:
-            turn = await self._begin(request, session, walk, sink)
-            return await turn.run()
-
-    async def _session(self, request: TurnRequest) -> SessionInfo:
+        created: SessionInfo | None = None
         if request.session_id is None:
-            return await self.store.create_session(session_title(request.content))
-        session = await self.store.get_session(request.session_id)
+            created = await self.store.create_session(session_title(request.content))
+            session_id = created.id
+        else:
+            session_id = request.session_id
+        async with self._session_lock(session_id):
+            session, stored = (created, []) if created is not None else await self._stored(session_id)
+            turn = await self._begin(request, session, stored, walk, sink)
+            try:
+                return await turn.run()
+            finally:
+                self.approvals.release(session_id)
+
+    def _session_lock(self, session_id: str) -> asyncio.Lock:
+        lock = self._session_locks.get(session_id)
+        if lock is None:
+            lock = self._session_locks[session_id] = asyncio.Lock()
+        return lock
+
+    async def _stored(self, session_id: str) -> tuple[SessionInfo, list[StoredMessage]]:
+        """The session and the tail of its history, read together (one round trip to the store)."""
+        session, stored = await asyncio.gather(
+            self.store.get_session(session_id),
+            self.store.load_recent_messages(session_id, max(0, self.config.agent.message_limit) + HISTORY_MARGIN),
+        )
         if session is None:
             raise SessionNotFoundError(
-                f"no session with id {request.session_id!r}; list the stored ones with `t-koma sessions`"
+                f"no session with id {session_id!r}; list the stored ones with `t-koma sessions`"
             )
-        return session
+        return session, stored
 
-    async def _begin(self, request: TurnRequest, session: SessionInfo, walk: ChainWalk, sink: EventSink) -> Turn:
+    async def _begin(
+        self, request: TurnRequest, session: SessionInfo, stored: list[StoredMessage], walk: ChainWalk, sink: EventSink
+    ) -> Turn:
         store = self.store
-        stored = await store.load_messages(session.id)
-        if not stored and request.session_id is not None and _has_default_title(session):
-            await store.rename_session(session.id, session_title(request.content))
-        turn_id = await store.begin_turn(session.id)
         user = Message.user(request.content)
-        await store.append_message(session.id, "user", user.content, turn_id=turn_id)
+        begin = store.begin_turn_with_message(session.id, user.content)
+        if not stored and request.session_id is not None and _has_default_title(session):
+            rename = store.rename_session(session.id, session_title(request.content))
+            (turn_id, _), _ = await asyncio.gather(begin, rename)
+        else:
+            turn_id, _ = await begin
         history = repair_history([*(Message(m.role, m.content) for m in stored), user])
         plan = self._plan(request, session.id, turn_id, walk)
         return Turn(self._deps, plan, history, self._gate(request, session.id, sink), sink)
@@ -165,8 +186,7 @@ class Engine:
         policy: Approval = self.config.shell.approval
         if request.auto_approve and policy != "deny":
             policy = "auto"
-        always = self._always_approved.setdefault(session_id, set())
-        return ApprovalGate(policy, request.approval, always, session_id, sink)
+        return ApprovalGate(policy, request.approval, self.approvals.of(session_id), session_id, sink)
 
     # --- pass-through ------------------------------------------------------------------------------------
 
