@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+
 from bench.services import ROOT, WORK, Service
 
 VENV = Path(os.environ.get("LITELLM_VENV", str(WORK / "litellm-venv")))

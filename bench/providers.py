@@ -22,15 +22,14 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fakes.openrouter_wire import KEEPALIVE, stream_events  # noqa: E402
-from tests.fakes.replies import Usage, text_reply  # noqa: E402
-
 from t_koma.messages import ConversationRequest, Message, SystemBlock  # noqa: E402
 from t_koma.providers.base import ProviderSpec  # noqa: E402
 from t_koma.providers.openai_format import build_body  # noqa: E402
 from t_koma.providers.openai_stream import StreamAssembler  # noqa: E402
 from t_koma.providers.openrouter import OpenRouterProvider  # noqa: E402
 from t_koma.providers.sse import SSEDecoder  # noqa: E402
+from tests.fakes.openrouter_wire import KEEPALIVE, stream_events  # noqa: E402
+from tests.fakes.replies import Usage, text_reply  # noqa: E402
 
 KEY = "sk-or-bench-0000"
 SERVER = """

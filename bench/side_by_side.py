@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
+
 from bench.load import Samples, Target, percentile_ms, run_level
 from bench.services import Service, peak_rss_mb, rss_mb, tree_cpu_seconds
 

@@ -9,11 +9,12 @@ import time
 from dataclasses import dataclass, field
 
 import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
 from bench.gateway import idle_connections
 from bench.load import percentile_ms
 from bench.services import Service, peak_rss_mb, rss_mb
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
 
 TURN_TIMEOUT = 60.0
 
