@@ -214,6 +214,24 @@ async def test_reconnecting_continues_the_named_session(gateway: RunningGateway,
     ]
 
 
+async def test_a_chat_in_a_session_deleted_by_another_connection_is_session_not_found(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    client = await gateway.connect()
+    await client.send(type="chat", content="first")
+    session_id = (await client.expect("session_created"))["session_id"]
+    await client.until("response")
+    other = await gateway.connect()
+    await other.send(type="delete_session", session_id=session_id)
+    await other.expect("session_deleted")
+
+    for named in (session_id, None):  # naming the current session, or not naming one
+        await client.send(type="chat", id="again", content="second", **({"session_id": named} if named else {}))
+        error = await client.expect("error")
+        assert (error["id"], error["error"]["type"]) == ("again", "session_not_found")
+    assert await gateway.engine.store.list_sessions() == []
+
+
 async def test_a_turn_outlives_its_connection_and_a_new_one_can_take_it_over(
     gateway: RunningGateway, fake: FakeUpstream
 ) -> None:

@@ -169,6 +169,7 @@ async def test_messages_round_trip_every_block_type(store: SqliteStore, db_path:
 
     loaded = await store.load_messages(session.id)
     assert loaded == [*written, partial]
+    assert await store.load_recent_messages(session.id, 10) == loaded  # the tail comes as one JSON row: same result
     assert [m.position for m in loaded] == [0, 1, 2, 3, 4]
     assert [(m.role, m.content) for m in loaded[:4]] == contents
     assert loaded[1].model == "openrouter/x" and loaded[1].turn_id == turn
@@ -411,6 +412,21 @@ async def test_a_step_stores_the_assistant_message_and_its_usage_row_together(
     assert rows == [(session.id, stored.id, "test/model", 10, 3, 0.5)]
     await store.record_usage_many([record, record])
     assert raw(db_path, "SELECT count(*) FROM usage_log") == [(3,)]
+
+
+async def test_a_last_step_also_records_its_turn_as_done(store: SqliteStore, db_path: Path) -> None:
+    session = await store.create_session()
+    turn, _ = await store.begin_turn_with_message(session.id, (TextBlock("hi"),))
+    record = UsageRecord(None, None, "openrouter", "test/model", usage(1, 1), 1.0)
+
+    await store.append_step(session.id, (TextBlock("calling"),), record, turn_id=turn)
+    assert raw(db_path, "SELECT status FROM turns WHERE id = ?", (turn,)) == [("running",)]
+    last = await store.append_step(
+        session.id, (TextBlock("done"),), record, turn_id=turn, finishes=True, stop_reason="stop"
+    )
+
+    assert raw(db_path, "SELECT status, stop_reason FROM turns WHERE id = ?", (turn,)) == [("done", "stop")]
+    assert (await store.load_messages(session.id))[-1] == last
 
 
 async def test_a_usage_batch_is_written_whole_in_order_with_every_column(store: SqliteStore, db_path: Path) -> None:

@@ -99,6 +99,7 @@ class Turn:
         self._partial: list[str] = []
         self._open_calls: tuple[ToolUseBlock, ...] = ()
         self._results: list[ToolResultBlock] = []
+        self._finished = False
 
     @property
     def session_id(self) -> str:
@@ -116,7 +117,8 @@ class Turn:
             with contextlib.suppress(Exception):  # the turn's own error matters more than a failed note
                 await store.finish_turn(self.plan.turn_id, "failed", _error_type(exc))
             raise
-        await store.finish_turn(self.plan.turn_id, "done", result.stop_reason)
+        if not self._finished:  # a last step with no tool calls recorded the turn as done with its message
+            await store.finish_turn(self.plan.turn_id, "done", result.stop_reason)
         await self.sink(TurnDone(result))
         return result
 
@@ -186,7 +188,17 @@ class Turn:
         model = response.model or attempt.spec.model
         usage = response.usage or ProviderUsage()
         record = UsageRecord(plan.session_id, None, attempt.spec.kind, model, usage, latency_ms)
-        stored = await store.append_step(plan.session_id, content, record, model=model, turn_id=plan.turn_id)
+        last = not response.tool_calls
+        stored = await store.append_step(
+            plan.session_id,
+            content,
+            record,
+            model=model,
+            turn_id=plan.turn_id,
+            finishes=last,
+            stop_reason=response.stop_reason,
+        )
+        self._finished = last
         self._partial.clear()
         self.history.append(Message("assistant", content))
         self._open_calls, self._results = response.tool_calls, []

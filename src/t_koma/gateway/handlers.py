@@ -218,7 +218,9 @@ class Handlers:
             info = await store.create_session(session_title(message.content))
             session_id = info.id
             await self.send(frames.session_created(message.id, info))
-        elif message.session_id is not None and await store.get_session(session_id) is None:
+        elif message.session_id not in (None, self.session_id) and await store.get_session(session_id) is None:
+            # The current session was checked when it became current; should it be deleted since, the turn fails
+            # with the same `session_not_found` error (the engine reads the session anyway).
             await self.send(_session_not_found(message.id, session_id))
             return
         self.session_id = session_id

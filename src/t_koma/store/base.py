@@ -97,8 +97,12 @@ class Store(Protocol):
         *,
         model: str | None = None,
         turn_id: str | None = None,
+        finishes: bool = False,
+        stop_reason: str | None = None,
     ) -> StoredMessage:
-        """An assistant message plus the usage row of the call that produced it (`message_id` filled in)."""
+        """An assistant message plus the usage row of the call that produced it (`message_id` filled in). With
+        `finishes` (the turn's last step) the turn `turn_id` is also recorded as done with `stop_reason`, after the
+        message (as `finish_turn` would)."""
         ...
 
     async def load_messages(self, session_id: str) -> list[StoredMessage]: ...

@@ -24,6 +24,18 @@ def process_started(pid: int) -> str | None:
     return stat[1] if stat else None
 
 
+_own: tuple[int, str | None] | None = None
+
+
+def own_process_started() -> tuple[int, str | None]:
+    """This process's pid and start time, read from /proc once per process (a turn records its owner)."""
+    global _own
+    pid = os.getpid()
+    if _own is None or _own[0] != pid:  # first call, or a forked child
+        _own = (pid, process_started(pid))
+    return _own
+
+
 def process_alive(pid: Any, started: Any) -> bool:
     """Whether the process that began a turn still runs. The start time guards against a reused pid."""
     if not isinstance(pid, int) or pid <= 0:

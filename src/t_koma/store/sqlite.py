@@ -14,7 +14,6 @@ it on insert); renaming does not count as activity.
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import time
 import uuid
@@ -33,7 +32,7 @@ from t_koma.messages import ContentBlock, Role, TextBlock, block_from_dict, bloc
 from t_koma.store import statements as sql
 from t_koma.store.base import Cooldown, SessionInfo, SessionSummary, StoredMessage, TurnStatus, UsageRecord
 from t_koma.store.migrations import migrate
-from t_koma.store.processes import process_alive, process_started
+from t_koma.store.processes import own_process_started, process_alive
 
 DEFAULT_TITLE = "New session"
 INTERRUPTED_NOTE = "[turn interrupted: the previous process stopped before it finished]"
@@ -150,9 +149,14 @@ class SqliteStore:
         *,
         model: str | None = None,
         turn_id: str | None = None,
+        finishes: bool = False,
+        stop_reason: str | None = None,
     ) -> StoredMessage:
-        """An assistant message and the usage row of the call that produced it (its `message_id` is filled in)."""
-        return await self._append(session_id, "assistant", content, model, turn_id, None, usage)
+        """An assistant message and the usage row of the call that produced it (its `message_id` is filled in); with
+        `finishes`, the turn's last step: the turn is also recorded as done with `stop_reason`. The statements are
+        queued at once, in that order (one round trip), each committed on its own."""
+        finish = (turn_id, stop_reason) if finishes and turn_id is not None else None
+        return await self._append(session_id, "assistant", content, model, turn_id, None, usage, finish)
 
     async def _append(
         self,
@@ -163,16 +167,19 @@ class SqliteStore:
         turn_id: str | None,
         status: str | None,
         usage: UsageRecord | None,
+        finish: tuple[str, str | None] | None = None,
     ) -> StoredMessage:
         message = _new_message(session_id, role, content, model, turn_id, status)
+        insert = self._fetch(sql.INSERT_MESSAGE, _message_params(message))
         try:
             if usage is None:
-                rows = await self._fetch(sql.INSERT_MESSAGE, _message_params(message))
+                rows = await insert
             else:
-                # Both statements are queued to the database thread at once: one round trip, not two.
                 usage_params = _usage_params(replace(usage, session_id=session_id, message_id=message.id))
-                insert = self._fetch(sql.INSERT_MESSAGE, _message_params(message))
-                rows, _ = await asyncio.gather(insert, self._write(sql.INSERT_USAGE, usage_params))
+                more = [self._write(sql.INSERT_USAGE, usage_params)]
+                if finish is not None:
+                    more.append(self._write(sql.FINISH_TURN, ("done", finish[1], time.time(), finish[0])))
+                rows, *_ = await asyncio.gather(insert, *more)
         except sqlite3.IntegrityError as exc:
             raise await self._missing_reference(session_id, turn_id, exc) from exc
         return replace(message, position=int(rows[0][0]))
@@ -183,7 +190,10 @@ class SqliteStore:
 
     async def load_recent_messages(self, session_id: str, limit: int) -> list[StoredMessage]:
         """The session's last `limit` messages (by position), in order; empty for an unknown session."""
-        return [_message(row) for row in await self._fetch(sql.LOAD_RECENT_MESSAGES, (session_id, max(0, limit)))]
+        rows = await self._fetch(sql.LOAD_RECENT_MESSAGES, (session_id, max(0, limit)))
+        messages = [_message(fields, fields[4]) for fields in orjson.loads(rows[0][0])]
+        messages.sort(key=lambda message: message.position)  # an aggregate's input order is not guaranteed
+        return messages
 
     # --- turns ---------------------------------------------------------------------------------------
 
@@ -330,11 +340,12 @@ def _session(row: Sequence[Any]) -> SessionInfo:
     return SessionInfo(str(row[0]), str(row[1]), float(row[2]), float(row[3]))
 
 
-def _message(row: Sequence[Any]) -> StoredMessage:
+def _message(row: Sequence[Any], blocks: list[Any] | None = None) -> StoredMessage:
+    """A message from its columns (`MESSAGE_COLUMNS`); `blocks` is its content when already parsed."""
     role = str(row[3])
     if role not in _ROLES:
         raise TKomaError(f"corrupt message {row[0]!r}: unknown role {role!r}")
-    content = tuple(block_from_dict(block) for block in orjson.loads(row[4]))
+    content = tuple(block_from_dict(block) for block in (orjson.loads(row[4]) if blocks is None else blocks))
     return StoredMessage(
         id=str(row[0]),
         session_id=str(row[1]),
@@ -350,8 +361,8 @@ def _message(row: Sequence[Any]) -> StoredMessage:
 
 def _new_turn(session_id: str) -> tuple[str, tuple[Any, ...]]:
     turn_id = f"turn_{uuid.uuid4().hex}"
-    pid = os.getpid()
-    return turn_id, (turn_id, session_id, pid, process_started(pid), time.time())
+    pid, started = own_process_started()
+    return turn_id, (turn_id, session_id, pid, started, time.time())
 
 
 def _new_message(

@@ -28,10 +28,18 @@ VALUES (?1, ?2, (SELECT coalesce(max(position) + 1, 0) FROM messages WHERE sessi
 RETURNING position
 """
 LOAD_MESSAGES = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY position"
+# The tail as ONE row (a JSON array of [id, session_id, position, role, content, ...] arrays, content embedded as
+# JSON): sqlite3 gives up the GIL for every row it steps, and the database thread waits for it again each time (up
+# to the 5 ms switch interval while the event loop is busy), so a 60-message tail row by row took 60 waits.
+# `created` goes as text with all 17 digits (JSON numbers from SQLite keep only 15).
 LOAD_RECENT_MESSAGES = f"""
-SELECT {MESSAGE_COLUMNS} FROM (
-    SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY position DESC LIMIT ?
-) ORDER BY position
+SELECT json_group_array(
+    json_array(id, session_id, position, role, json(content), model, printf('%!.17g', created), turn_id, status)
+)
+FROM (
+    SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY position DESC LIMIT ?)
+    ORDER BY position
+)
 """
 INSERT_TURN = """
 INSERT INTO turns (id, session_id, status, owner_pid, owner_started, started) VALUES (?, ?, 'running', ?, ?, ?)
