@@ -16,7 +16,7 @@ from t_koma.engine.engine import HISTORY_MARGIN, Engine
 from t_koma.engine.events import ApprovalDecision, ToolCallRequest, TurnRequest
 from t_koma.messages import TextBlock, ToolResultBlock, ToolUseBlock
 from t_koma.providers.factory import ModelResolver
-from t_koma.store.base import StoredMessage
+from t_koma.store.base import SessionInfo, StoredMessage
 from t_koma.store.sqlite import SqliteStore
 from t_koma.tools.registry import default_registry
 from tests.engine.support import write_config
@@ -36,9 +36,11 @@ class ReadCountingStore(SqliteStore):
         self.whole_reads += 1
         return await super().load_messages(session_id)
 
-    async def load_recent_messages(self, session_id: str, limit: int) -> list[StoredMessage]:
+    async def get_session_with_recent_messages(
+        self, session_id: str, limit: int
+    ) -> tuple[SessionInfo, list[StoredMessage]] | None:
         self.tail_reads.append(limit)
-        return await super().load_recent_messages(session_id, limit)
+        return await super().get_session_with_recent_messages(session_id, limit)
 
 
 @pytest.fixture

@@ -229,6 +229,13 @@ async def test_recent_messages_are_the_sessions_tail_in_order(store: SqliteStore
     assert await store.load_recent_messages(session.id, 0) == []
     assert await store.load_recent_messages(session.id, -1) == []  # not SQLite's "no limit"
     assert await store.load_recent_messages("sess_unknown", 5) == []
+    assert await store.get_session_with_recent_messages(session.id, 3) == (
+        await store.get_session(session.id),
+        everything[-3:],
+    )
+    empty = await store.create_session()
+    assert await store.get_session_with_recent_messages(empty.id, 3) == (empty, [])
+    assert await store.get_session_with_recent_messages("sess_unknown", 3) is None
 
 
 # --- usage -----------------------------------------------------------------------------------------

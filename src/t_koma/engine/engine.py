@@ -144,16 +144,14 @@ class Engine:
         return lock
 
     async def _stored(self, session_id: str) -> tuple[SessionInfo, list[StoredMessage]]:
-        """The session and the tail of its history, read together (one round trip to the store)."""
-        session, stored = await asyncio.gather(
-            self.store.get_session(session_id),
-            self.store.load_recent_messages(session_id, max(0, self.config.agent.message_limit) + HISTORY_MARGIN),
-        )
-        if session is None:
+        """The session and the tail of its history, read together (one statement)."""
+        limit = max(0, self.config.agent.message_limit) + HISTORY_MARGIN
+        found = await self.store.get_session_with_recent_messages(session_id, limit)
+        if found is None:
             raise SessionNotFoundError(
                 f"no session with id {session_id!r}; list the stored ones with `t-koma sessions`"
             )
-        return session, stored
+        return found
 
     async def _begin(
         self, request: TurnRequest, session: SessionInfo, stored: list[StoredMessage], walk: ChainWalk, sink: EventSink

@@ -111,6 +111,12 @@ class Store(Protocol):
         """The session's last `limit` messages, in order (what a turn needs of a long session)."""
         ...
 
+    async def get_session_with_recent_messages(
+        self, session_id: str, limit: int
+    ) -> tuple[SessionInfo, list[StoredMessage]] | None:
+        """`get_session` and `load_recent_messages` in one read; None for an unknown session."""
+        ...
+
     async def begin_turn(self, session_id: str) -> str:
         """Record a turn as running and return its id."""
         ...

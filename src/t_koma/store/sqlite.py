@@ -191,9 +191,15 @@ class SqliteStore:
     async def load_recent_messages(self, session_id: str, limit: int) -> list[StoredMessage]:
         """The session's last `limit` messages (by position), in order; empty for an unknown session."""
         rows = await self._fetch(sql.LOAD_RECENT_MESSAGES, (session_id, max(0, limit)))
-        messages = [_message(fields, fields[4]) for fields in orjson.loads(rows[0][0])]
-        messages.sort(key=lambda message: message.position)  # an aggregate's input order is not guaranteed
-        return messages
+        return _messages_from_json(rows[0][0])
+
+    async def get_session_with_recent_messages(
+        self, session_id: str, limit: int
+    ) -> tuple[SessionInfo, list[StoredMessage]] | None:
+        """`get_session` and `load_recent_messages` in one statement (what a turn reads first); None for an unknown
+        session."""
+        rows = await self._fetch(sql.GET_SESSION_WITH_RECENT, (session_id, max(0, limit)))
+        return (_session(rows[0]), _messages_from_json(rows[0][4])) if rows else None
 
     # --- turns ---------------------------------------------------------------------------------------
 
@@ -357,6 +363,13 @@ def _message(row: Sequence[Any], blocks: list[Any] | None = None) -> StoredMessa
         turn_id=row[7],
         status=row[8],
     )
+
+
+def _messages_from_json(text: str) -> list[StoredMessage]:
+    """Messages from a `json_group_array` of their columns, content embedded as JSON."""
+    messages = [_message(fields, fields[4]) for fields in orjson.loads(text)]
+    messages.sort(key=lambda message: message.position)  # an aggregate's input order is not guaranteed
+    return messages
 
 
 def _new_turn(session_id: str) -> tuple[str, tuple[Any, ...]]:

@@ -32,15 +32,18 @@ LOAD_MESSAGES = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? OR
 # JSON): sqlite3 gives up the GIL for every row it steps, and the database thread waits for it again each time (up
 # to the 5 ms switch interval while the event loop is busy), so a 60-message tail row by row took 60 waits.
 # `created` goes as text with all 17 digits (JSON numbers from SQLite keep only 15).
-LOAD_RECENT_MESSAGES = f"""
+_RECENT_AS_JSON = f"""
 SELECT json_group_array(
     json_array(id, session_id, position, role, json(content), model, printf('%!.17g', created), turn_id, status)
 )
 FROM (
-    SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY position DESC LIMIT ?)
+    SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ?1 ORDER BY position DESC LIMIT ?2)
     ORDER BY position
 )
 """
+LOAD_RECENT_MESSAGES = _RECENT_AS_JSON
+# A session and its tail in one row (no row for an unknown session).
+GET_SESSION_WITH_RECENT = f"SELECT {SESSION_COLUMNS}, ({_RECENT_AS_JSON}) FROM sessions WHERE id = ?1"
 INSERT_TURN = """
 INSERT INTO turns (id, session_id, status, owner_pid, owner_started, started) VALUES (?, ?, 'running', ?, ?, ?)
 """
