@@ -140,3 +140,5 @@ def test_the_approval_memory_forgets_the_least_recently_used_session_first() -> 
     approvals.release("b")  # nothing remembered: dropped
     approvals.release("c")  # something remembered: kept
     assert len(approvals) == 1
+    approvals.forget("c")  # the session was deleted
+    assert len(approvals) == 0

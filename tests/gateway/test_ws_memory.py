@@ -1,6 +1,8 @@
-"""A finished WebSocket turn leaves no reference cycles behind: its objects are freed by reference counting as soon
-as it ends, not whenever the cyclic GC next runs (under load, garbage waiting for the GC piled up to tens of
-thousands of objects and left the allocator's arenas fragmented: the gateway's RSS grew)."""
+"""What the gateway keeps per WebSocket turn and session. A finished turn leaves no reference cycles behind: its
+objects are freed by reference counting as soon as it ends, not whenever the cyclic GC next runs (under load,
+garbage waiting for the GC piled up to tens of thousands of objects and left the allocator's arenas fragmented: the
+gateway's RSS grew). The engine's per-session "always approve" memory holds only sessions with such approvals,
+until they are deleted."""
 
 from __future__ import annotations
 
@@ -54,4 +56,30 @@ async def test_finished_turns_leave_no_cyclic_garbage(gateway: RunningGateway, f
         await client.until("response")
         await until(lambda: len(gateway.state.turns) == 0)
     assert _ours(garbage) == []
+    await client.close()
+
+
+async def test_always_approvals_are_kept_only_for_sessions_that_have_them_until_deleted(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    client = await gateway.connect()
+    await client.send(type="chat", content="plain")
+    plain = (await client.expect("session_created"))["session_id"]
+    await client.until("response")
+    assert len(gateway.engine.approvals) == 0
+
+    fake.app.enqueue(tool_call_reply([ECHO_CALL]), text_reply("Ran it."))
+    await client.send(type="create_session")
+    session_id = (await client.expect("session_created"))["session_id"]
+    await client.send(type="chat", content="run echo", session_id=session_id)
+    request = (await client.until("tool_approval_request"))[1]
+    await client.send(type="tool_approval", call_id=request["call_id"], decision="always")
+    await client.until("response")
+    await until(lambda: len(gateway.state.turns) == 0)
+    assert len(gateway.engine.approvals) == 1
+
+    for deleted in (plain, session_id):
+        await client.send(type="delete_session", session_id=deleted)
+        await client.expect("session_deleted")
+    assert len(gateway.engine.approvals) == 0
     await client.close()

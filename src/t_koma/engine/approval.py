@@ -72,3 +72,7 @@ class RememberedApprovals:
         """A turn of the session ended: drop its entry if nothing is remembered."""
         if self._sets.get(session_id) == set():
             del self._sets[session_id]
+
+    def forget(self, session_id: str) -> None:
+        """The session was deleted."""
+        self._sets.pop(session_id, None)

@@ -189,6 +189,7 @@ class Handlers:
         if not await self.state.engine.store.delete_session(message.session_id):
             await self.send(_session_not_found(message.id, message.session_id))
             return
+        self.state.engine.approvals.forget(message.session_id)
         if self.session_id == message.session_id:
             self.session_id = None
         await self.send(frames.frame("session_deleted", message.id, session_id=message.session_id))

@@ -168,6 +168,7 @@ class RunningTurn:
         finally:
             self.detach(self.sink)
             self.state.turns.remove(self)
+            self._step_text.clear()  # the connection may keep this object until its next chat
             if outcome in ("error", "cancelled"):
                 log.info(
                     "turn %s session=%s after %.0f ms", outcome, self.session_id, (time.perf_counter() - started) * 1000
