@@ -16,6 +16,8 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
+import orjson
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import WebSocketException
 
 from bench.load import Samples, Target, client_session, one, percentile_ms
@@ -57,6 +59,18 @@ def slope_mb_per_min(samples: list[tuple[float, float]], after: float) -> float:
     return sum((t - mean_t) * (mb - mean_mb) for t, mb in points) / spread * 60
 
 
+async def _new_session(connection: ClientConnection) -> str:
+    """`create_session` (the connection's current session becomes the new one); its id."""
+    await connection.send(orjson.dumps({"type": "create_session", "title": "soak"}).decode())
+    async with asyncio.timeout(30):
+        while True:
+            message = orjson.loads(await connection.recv())
+            if message.get("type") == "session_created":
+                return str(message["session_id"])
+            if message.get("type") == "error":
+                raise RuntimeError(f"error frame: {message.get('error')}")
+
+
 async def _ws_client(gateway: Service, deadline: float, options: SoakOptions, tally: _Tally) -> None:
     errors = 0
     while time.monotonic() < deadline and errors < MAX_CLIENT_ERRORS:
@@ -74,7 +88,7 @@ async def _ws_client(gateway: Service, deadline: float, options: SoakOptions, ta
                 tally.turn_ns.append(whole)
                 turns += 1
                 if turns % options.session_turns == 0:
-                    session_id = None
+                    session_id = await _new_session(connection)
         except (WebSocketException, RuntimeError, TimeoutError) as exc:
             errors += 1
             tally.errors.append(f"ws: {type(exc).__name__}: {exc}"[:300])
