@@ -226,6 +226,10 @@ def test_kill_9_keeps_the_user_message_and_the_next_run_marks_the_turn(fake_open
     assert query(database(), "SELECT status FROM turns ORDER BY started") == [("interrupted",), ("done",)]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("signal_number", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_or_sigterm_cancels_the_turn_stores_it_and_exits(
     fake_openrouter: FakeUpstream, signal_number: int, code: int
@@ -237,6 +241,9 @@ def test_ctrl_c_or_sigterm_cancels_the_turn_stores_it_and_exits(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell starts background jobs (CI runners, `cmd &`) with SIGINT ignored, and children inherit that;
+        # a terminal's Ctrl+C reaches a foreground process with the default disposition, so give it that.
+        preexec_fn=_default_sigint,
     )
     try:
         assert child.stdout is not None
