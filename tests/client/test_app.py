@@ -106,7 +106,7 @@ async def test_menu_2_picks_openrouter_enter_the_first_model_then_a_streamed_ans
         assert "\x1b[6n" not in c.screen.getvalue()
         await c.type("again")
         await c.shows("(session $0.0024)")
-        assert c.app.session_usage == Usage(2400, 68, 2000, 0, 0.0024)
+        assert c.app.session_usage == Usage(2400, 68, 2000, 0, cost=0.0024)
         await c.type("/quit")
 
 

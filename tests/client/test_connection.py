@@ -108,7 +108,7 @@ async def test_a_turn_streams_deltas_and_ends_with_the_response(gateway: tuple[F
         response = events[-1]
         assert isinstance(response, Response)
         assert response.content == "Hello **world**!"
-        assert response.usage == Usage(1200, 34, 1000, 0, 0.0012)
+        assert response.usage == Usage(1200, 34, 1000, 0, cost=0.0012)
         assert conn.session_id == response.session_id is not None
         await collect(conn, "again")
         assert fake.of_type("chat")[1]["session_id"] == conn.session_id

@@ -66,8 +66,8 @@ def test_status_bar_with_everything() -> None:
         provider="openrouter",
         model="anthropic/claude-sonnet-4",
         session_id="3f2a9c1e-77aa-4bcd",
-        turn=Usage(1200, 340, 1000, 0, 0.0021),
-        session=Usage(15_000, 2_100, 12_000, 1_000, 0.0123),
+        turn=Usage(1200, 340, 1000, 0, cost=0.0021),
+        session=Usage(15_000, 2_100, 12_000, 1_000, cost=0.0123),
     )
     assert status_text(state) == (
         "OpenRouter · anthropic/claude-sonnet-4 │ session 3f2a9c1e │ turn ↑1.2k ↓340 │ session ↑15k ↓2.1k │ "
@@ -80,8 +80,8 @@ def test_a_narrow_terminal_drops_the_least_useful_parts_first() -> None:
         provider="openrouter",
         model="moonshotai/kimi-k2.5",
         session_id="sess_5c530b6d",
-        turn=Usage(1500, 40, 1000, 0, 0.0021),
-        session=Usage(1500, 40, 1000, 0, 0.0021),
+        turn=Usage(1500, 40, 1000, 0, cost=0.0021),
+        session=Usage(1500, 40, 1000, 0, cost=0.0021),
     )
     full = status_text(state)
     assert status_text(state, width=len(full) + 1) == full
@@ -108,7 +108,7 @@ def test_session_ids_are_shown_short_without_their_prefix() -> None:
 
 
 def test_turn_summary_line() -> None:
-    turn = Usage(1200, 34, 1000, 0, 0.0012)
+    turn = Usage(1200, 34, 1000, 0, cost=0.0012)
     assert (
         turn_summary(turn, turn + turn) == "tokens 1,200 in / 34 out · cache r1.0k w0 83% · $0.0012 (session $0.0024)"
     )

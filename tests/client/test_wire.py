@@ -91,7 +91,7 @@ def test_session_list_with_flat_usage() -> None:
         }
     ).frame
     assert isinstance(frame, SessionList)
-    assert frame.sessions[0].usage == Usage(1200, 310, None, None, 0.0021)
+    assert frame.sessions[0].usage == Usage(1200, 310, None, None, cost=0.0021)
     assert frame.sessions[0].message_count == 4
 
 

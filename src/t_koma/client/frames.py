@@ -6,9 +6,10 @@ The rest of the client only sees these dataclasses, never a raw dict.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 from t_koma.errors import TKomaError
+from t_koma.messages import ProviderUsage
 
 
 class GatewayError(TKomaError):
@@ -40,32 +41,9 @@ class GatewayUnavailableError(GatewayError):
     error_type = "gateway_unavailable"
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Token and cost figures of a turn (or a sum of turns). Optional fields are None when unknown."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int | None = None
-    cache_creation_tokens: int | None = None
-    cost: float | None = None
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            cache_read_tokens=_add(self.cache_read_tokens, other.cache_read_tokens),
-            cache_creation_tokens=_add(self.cache_creation_tokens, other.cache_creation_tokens),
-            cost=_add(self.cost, other.cost),
-        )
-
-
-def _add(a: Any, b: Any) -> Any:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a + b
+Usage: TypeAlias = ProviderUsage
+"""Token and cost figures of a turn (or a sum of turns): the shared typed model, read from the `usage` object of
+`response` frames (its `reasoning_tokens` stays None: the protocol does not carry it)."""
 
 
 @dataclass(frozen=True, slots=True)
