@@ -20,6 +20,7 @@
     │   └── ConnectionFailedError   connection refused, DNS, TLS               (retryable)
     ├── AllModelsExhaustedError     every model of a fallback chain failed; lists each model and why
     ├── SessionNotFoundError        a session ID that does not exist
+    ├── ReasoningExhaustedError     the model spent every output token reasoning and gave no answer
     └── TurnCancelledError          a turn stopped by the user
 
 No message ever contains an API key: providers pass their key to `scrub()` before building an error.
@@ -98,6 +99,22 @@ class SessionNotFoundError(TKomaError):
 class TurnCancelledError(TKomaError):
     error_type = "cancelled"
     exit_code = EXIT_UPSTREAM
+
+
+class ReasoningExhaustedError(TKomaError):
+    """A reasoning model stopped at its output limit with no visible answer and no tool call: its reasoning used
+    the whole budget. Not retried: the same call would end the same way."""
+
+    error_type = "reasoning_exhausted"
+    exit_code = EXIT_UPSTREAM
+
+    def __init__(self, output_tokens: int | None, model: str) -> None:
+        spent = f"all {output_tokens} output tokens" if output_tokens else "all its output tokens"
+        super().__init__(
+            f"{model}: reasoning used {spent} and left no answer; raise max_tokens or lower reasoning effort "
+            '(reasoning = { effort = "low" } in config.toml, or --reasoning low)'
+        )
+        self.output_tokens = output_tokens
 
 
 class ProviderError(TKomaError):

@@ -38,7 +38,34 @@ class ToolResultBlock:
     type: Literal["tool_result"] = "tool_result"
 
 
-ContentBlock: TypeAlias = TextBlock | ToolUseBlock | ToolResultBlock
+ReasoningKind: TypeAlias = Literal["text", "summary", "encrypted"]
+ReasoningOrigin: TypeAlias = Literal["openrouter", "anthropic", "openai"]
+"""The wire format a piece of reasoning came in, which decides who can verify it when it is sent back:
+`openrouter` (an item of `reasoning_details`), `anthropic` (a native `thinking` / `redacted_thinking` block),
+`openai` (plain `reasoning_content` / `reasoning` text of an OpenAI-compatible server)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningBlock:
+    """A model's reasoning, kept with its assistant message exactly as the upstream sent it, so that later requests
+    can carry it back (Gemini 3 and Claude with thinking refuse a tool loop without it). `text` is the readable
+    part (a thought or a summary; empty for opaque items); `data` and `signature` are opaque and never altered.
+    `model` is the model that produced it (None when a `/v1` caller sent it): reasoning only goes back to a model
+    that can verify it (see `providers.reasoning`)."""
+
+    origin: ReasoningOrigin
+    kind: ReasoningKind = "text"
+    text: str = ""
+    signature: str | None = None
+    data: str | None = None
+    id: str | None = None
+    format: str | None = None
+    index: int | None = None
+    model: str | None = None
+    type: Literal["reasoning"] = "reasoning"
+
+
+ContentBlock: TypeAlias = TextBlock | ToolUseBlock | ToolResultBlock | ReasoningBlock
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +84,10 @@ class Message:
     @property
     def tool_uses(self) -> tuple[ToolUseBlock, ...]:
         return tuple(block for block in self.content if isinstance(block, ToolUseBlock))
+
+    @property
+    def reasoning(self) -> tuple[ReasoningBlock, ...]:
+        return tuple(block for block in self.content if isinstance(block, ReasoningBlock))
 
     @property
     def tool_results(self) -> tuple[ToolResultBlock, ...]:
@@ -145,8 +176,22 @@ class ProviderResponse:
     def tool_calls(self) -> tuple[ToolUseBlock, ...]:
         return tuple(block for block in self.content if isinstance(block, ToolUseBlock))
 
+    @property
+    def reasoning(self) -> tuple[ReasoningBlock, ...]:
+        return tuple(block for block in self.content if isinstance(block, ReasoningBlock))
+
+    @property
+    def reasoning_text(self) -> str:
+        """The readable reasoning (thoughts and summaries), for display."""
+        return reasoning_text(self.content)
+
     def as_message(self) -> Message:
         return Message("assistant", self.content)
+
+
+def reasoning_text(content: Sequence[ContentBlock]) -> str:
+    """The readable reasoning among `content` blocks, items separated by a blank line."""
+    return "\n\n".join(block.text for block in content if isinstance(block, ReasoningBlock) and block.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +229,14 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """A readable piece of the model's reasoning, streamed before (and between) its text and tool calls. The
+    complete reasoning, opaque parts included, comes as `ReasoningBlock`s in the final response."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallEvent:
     """A complete tool call, emitted once its arguments have been fully assembled."""
 
@@ -202,7 +255,67 @@ class Finish:
     response: ProviderResponse
 
 
-StreamEvent: TypeAlias = TextDelta | ToolCallEvent | UsageEvent | Finish
+StreamEvent: TypeAlias = TextDelta | ReasoningDelta | ToolCallEvent | UsageEvent | Finish
+
+
+# --- reasoning settings ------------------------------------------------------------------------------------
+
+ReasoningEffort: TypeAlias = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+REASONING_EFFORTS: tuple[ReasoningEffort, ...] = ("none", "minimal", "low", "medium", "high", "xhigh")
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningConfig:
+    """How much a model should reason: a model alias's `reasoning = {...}` table, or a one-off override
+    (`ask --reasoning`, the chat's `/reasoning`, a `/v1` caller's `reasoning` / `reasoning_effort`). Every field
+    is optional; None means "not said" and leaves the upstream's default. `effort` and `max_tokens` exclude each
+    other (OpenRouter's rule)."""
+
+    effort: ReasoningEffort | None = None
+    max_tokens: int | None = None
+    exclude: bool | None = None
+    enabled: bool | None = None
+
+    @property
+    def off(self) -> bool:
+        """Reasoning explicitly turned off (`enabled = false` or `effort = "none"`)."""
+        return self.enabled is False or self.effort == "none"
+
+    @property
+    def on(self) -> bool:
+        """Reasoning explicitly asked for (an effort other than none, a budget, or `enabled = true`)."""
+        return not self.off and (self.effort is not None or self.max_tokens is not None or self.enabled is True)
+
+    def overridden_by(self, override: ReasoningConfig | None) -> ReasoningConfig:
+        """This configuration with a one-off override on top: an override's effort or budget replaces both of
+        ours (they exclude each other); its `exclude` / `enabled`, when set, replace ours."""
+        if override is None:
+            return self
+        amount_set = override.effort is not None or override.max_tokens is not None
+        return ReasoningConfig(
+            effort=override.effort if amount_set else self.effort,
+            max_tokens=override.max_tokens if amount_set else self.max_tokens,
+            exclude=self.exclude if override.exclude is None else override.exclude,
+            enabled=self.enabled if override.enabled is None else override.enabled,
+        )
+
+
+def parse_reasoning_level(value: str) -> ReasoningConfig:
+    """`--reasoning LEVEL` / `/reasoning LEVEL`: an effort level, `off` (= none), or a token budget. Raises
+    ValueError with the allowed values."""
+    level = value.strip().lower()
+    if level in ("off", "no", "false"):
+        return ReasoningConfig(effort="none")
+    if level == "on":
+        return ReasoningConfig(enabled=True)
+    for effort in REASONING_EFFORTS:
+        if level == effort:
+            return ReasoningConfig(effort=effort)
+    if level.isdigit() and int(level) > 0:
+        return ReasoningConfig(max_tokens=int(level))
+    raise ValueError(
+        f"reasoning level {value!r} is not one of {', '.join(REASONING_EFFORTS)}, off, on or a token budget like 8000"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +327,8 @@ class ConversationRequest:
     tools: tuple[ToolDefinition, ...] = ()
     tool_choice: ToolChoice | None = None
     max_tokens: int | None = None
+    reasoning: ReasoningConfig | None = None
+    """A one-off reasoning setting for this call; it overrides the model's configured `reasoning`."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Pass-through fields from an OpenAI-compatible client (temperature, top_p, …); OpenAI-format providers
     merge them into the body, others ignore what they cannot map."""
@@ -234,6 +349,8 @@ def block_to_dict(block: ContentBlock) -> JSONObject:
             out["raw_arguments"] = block.raw_arguments
             out["arguments_error"] = block.arguments_error
         return out
+    if isinstance(block, ReasoningBlock):
+        return reasoning_to_dict(block)
     return {
         "type": "tool_result",
         "tool_use_id": block.tool_use_id,
@@ -256,7 +373,44 @@ def block_from_dict(data: Mapping[str, Any]) -> ContentBlock:
         )
     if kind == "tool_result":
         return ToolResultBlock(str(data["tool_use_id"]), str(data["content"]), bool(data.get("is_error", False)))
+    if kind == "reasoning":
+        return reasoning_from_dict(data)
     raise ValueError(f"unknown content block type: {kind!r}")
+
+
+_REASONING_OPTIONAL = ("signature", "data", "id", "format", "index", "model")
+
+
+def reasoning_to_dict(block: ReasoningBlock) -> JSONObject:
+    out: JSONObject = {"type": "reasoning", "origin": block.origin, "kind": block.kind, "text": block.text}
+    for name in _REASONING_OPTIONAL:
+        value = getattr(block, name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def reasoning_from_dict(data: Mapping[str, Any]) -> ReasoningBlock:
+    origin = data.get("origin")
+    kind = data.get("kind", "text")
+    if origin not in ("openrouter", "anthropic", "openai") or kind not in ("text", "summary", "encrypted"):
+        raise ValueError(f"unknown reasoning block origin/kind: {origin!r}/{kind!r}")
+    index = data.get("index")
+    return ReasoningBlock(
+        origin=origin,
+        kind=kind,
+        text=str(data.get("text") or ""),
+        signature=_opt_str(data.get("signature")),
+        data=_opt_str(data.get("data")),
+        id=_opt_str(data.get("id")),
+        format=_opt_str(data.get("format")),
+        index=index if isinstance(index, int) and not isinstance(index, bool) else None,
+        model=_opt_str(data.get("model")),
+    )
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def limit_history(messages: Sequence[Message], limit: int | None) -> list[Message]:

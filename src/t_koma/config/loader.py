@@ -33,6 +33,7 @@ from t_koma.config.model import (
     ShellSettings,
 )
 from t_koma.errors import ConfigError
+from t_koma.messages import REASONING_EFFORTS, ReasoningConfig
 from t_koma.providers.base import ProviderKind
 from t_koma.providers.factory import normalize_provider_name
 
@@ -55,7 +56,9 @@ _MODEL_KEYS = (
     "api_key_env",
     "context_window",
     "max_tokens",
+    "reasoning",
 )
+_REASONING_KEYS = ("effort", "max_tokens", "exclude", "enabled")
 _APPROVALS: tuple[Approval, ...] = ("ask", "auto", "deny")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -320,6 +323,34 @@ def _parse_model(table: _Table) -> ModelConfig:
         api_key_env=api_key_env,
         context_window=table.integer("context_window"),
         max_tokens=table.integer("max_tokens"),
+        reasoning=_reasoning(table, provider),
+    )
+
+
+def _reasoning(model: _Table, provider: ProviderKind) -> ReasoningConfig | None:
+    """`reasoning = { effort, max_tokens, exclude, enabled }` (docs/reasoning.md)."""
+    value = model.data.get("reasoning")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise model.error(
+            "reasoning", f"must be a table, got {_type_name(value)}", 'write it like reasoning = { effort = "high" }'
+        )
+    table = model.table("reasoning", _REASONING_KEYS)
+    effort = table.choice("effort", REASONING_EFFORTS)
+    max_tokens = table.integer("max_tokens")
+    if effort is not None and max_tokens is not None:
+        raise table.error("max_tokens", "cannot be set together with effort", "keep one of effort and max_tokens")
+    if provider == "openai_compatible" and max_tokens is not None:
+        raise table.error(
+            "max_tokens",
+            "has no equivalent on OpenAI-compatible servers (they take reasoning_effort)",
+            f'use effort = "medium" (one of: {", ".join(REASONING_EFFORTS)})',
+        )
+    if provider == "anthropic" and max_tokens is not None and max_tokens < 1024:
+        raise table.error("max_tokens", f"must be at least 1024 for Anthropic thinking, got {max_tokens}", "raise it")
+    return ReasoningConfig(
+        effort=effort, max_tokens=max_tokens, exclude=table.boolean("exclude"), enabled=table.boolean("enabled")
     )
 
 

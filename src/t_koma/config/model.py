@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeAlias
 
+from t_koma.messages import ReasoningConfig
 from t_koma.providers.base import ProviderKind
 
 Approval: TypeAlias = Literal["ask", "auto", "deny"]
@@ -35,6 +36,7 @@ class ModelConfig:
     api_key_env: str | None = None
     context_window: int | None = None
     max_tokens: int | None = None
+    reasoning: ReasoningConfig | None = None
 
     @property
     def key_env(self) -> str:

@@ -39,6 +39,7 @@ from t_koma.messages import (
     Message,
     ProviderResponse,
     ProviderUsage,
+    ReasoningDelta,
     StreamEvent,
     TextDelta,
     ToolCallEvent,
@@ -218,7 +219,7 @@ class Engine:
             events = attempt.provider.stream(request)
             try:
                 async for event in events:
-                    committed = committed or isinstance(event, TextDelta | ToolCallEvent)
+                    committed = committed or isinstance(event, TextDelta | ReasoningDelta | ToolCallEvent)
                     if isinstance(event, Finish):
                         self._log_usage(attempt, event.response, (time.perf_counter() - started) * 1000.0)
                     yield event

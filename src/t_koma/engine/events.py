@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from t_koma.messages import ProviderUsage, ToolChoice
+from t_koma.messages import ProviderUsage, ReasoningConfig, ToolChoice
 
 ApprovalDecision: TypeAlias = Literal["approve", "deny", "always"]
 
@@ -24,6 +24,14 @@ ApprovalCallback: TypeAlias = Callable[[ToolCallRequest], Awaitable[ApprovalDeci
 
 @dataclass(frozen=True, slots=True)
 class TextDeltaEvent:
+    session_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDeltaEvent:
+    """A readable piece of the model's reasoning (shown dimmed, never part of the answer)."""
+
     session_id: str
     text: str
 
@@ -100,6 +108,8 @@ class TurnResult:
     usage: ProviderUsage
     steps: int
     fallbacks: tuple[FallbackRecord, ...] = ()
+    reasoning: str | None = None
+    """The turn's readable reasoning (every step's, blank-line separated); None when the model showed none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +118,14 @@ class TurnDone:
 
 
 EngineEvent: TypeAlias = (
-    TextDeltaEvent | ToolCallStarted | ApprovalNeeded | ToolResultEvent | FallbackEvent | StepUsage | TurnDone
+    TextDeltaEvent
+    | ReasoningDeltaEvent
+    | ToolCallStarted
+    | ApprovalNeeded
+    | ToolResultEvent
+    | FallbackEvent
+    | StepUsage
+    | TurnDone
 )
 EventSink: TypeAlias = Callable[[EngineEvent], Awaitable[None]]
 
@@ -126,6 +143,8 @@ class TurnRequest:
     tools_enabled: bool = True
     max_steps: int | None = None
     tool_choice: ToolChoice | None = None
+    reasoning: ReasoningConfig | None = None
+    """A one-off reasoning setting for every model of this turn, over each alias's configured `reasoning`."""
     stream: bool = True
     approval: ApprovalCallback | None = None
     """None = deny every call that needs approval (unless the policy is `auto`)."""

@@ -20,6 +20,7 @@ from t_koma.engine.events import (
     EventSink,
     FallbackEvent,
     FallbackRecord,
+    ReasoningDeltaEvent,
     StepUsage,
     TextDeltaEvent,
     ToolCallRecord,
@@ -32,13 +33,14 @@ from t_koma.engine.events import (
 )
 from t_koma.engine.fallback import Attempt, ChainWalk, FallbackChain
 from t_koma.engine.history import clean_content
-from t_koma.errors import InvalidResponseError, TKomaError
+from t_koma.errors import InvalidResponseError, ReasoningExhaustedError, TKomaError
 from t_koma.messages import (
     ConversationRequest,
     Finish,
     Message,
     ProviderResponse,
     ProviderUsage,
+    ReasoningDelta,
     StreamEvent,
     SystemBlock,
     TextBlock,
@@ -55,6 +57,8 @@ from t_koma.tools.base import ToolContext, ToolRegistry, ToolResult
 CANCELLED_MARKER = "[cancelled by the user]"
 NOT_RUN_CANCELLED = "Not run: the user cancelled the turn."
 NOT_RUN_MAX_STEPS = "Not run: the turn reached its step limit ({max_steps} model calls)."
+LENGTH_STOP_REASONS = frozenset({"length", "max_tokens"})
+"""Stop reasons that mean "the output limit was reached" (OpenAI-format and Anthropic spellings)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,7 @@ class Turn:
         self.usage = ProviderUsage()
         self.steps = 0
         self._partial: list[str] = []
+        self._reasoning: list[str] = []
         self._open_calls: tuple[ToolUseBlock, ...] = ()
         self._results: list[ToolResultBlock] = []
         self._finished = False
@@ -143,10 +148,12 @@ class Turn:
             messages=tuple(limit_history(self.history, plan.message_limit)),
             tools=plan.tools,
             tool_choice=plan.request.tool_choice if plan.tools else None,
+            reasoning=plan.request.reasoning,
         )
         walk = plan.walk.again()
         (response, latency_ms), attempt = await self.deps.chain.call(walk, partial(self._call, request), self._moved)
         self.fallbacks.extend(walk.fallbacks)
+        check_answered(response, attempt.label)
         return response, attempt, await self._persist_step(response, attempt, latency_ms)
 
     async def _call(self, request: ConversationRequest, attempt: Attempt) -> tuple[ProviderResponse, float]:
@@ -156,6 +163,8 @@ class Turn:
             response = await self._stream(attempt.provider, request)
         else:
             response = await attempt.provider.complete(request)
+            if response.reasoning_text:
+                await self.sink(ReasoningDeltaEvent(self.session_id, response.reasoning_text))
             if response.text:
                 self._partial.append(response.text)
                 await self.sink(TextDeltaEvent(self.session_id, response.text))
@@ -169,6 +178,8 @@ class Turn:
                 if isinstance(event, TextDelta):
                     self._partial.append(event.text)
                     await self.sink(TextDeltaEvent(self.session_id, event.text))
+                elif isinstance(event, ReasoningDelta):
+                    await self.sink(ReasoningDeltaEvent(self.session_id, event.text))
                 elif isinstance(event, Finish):
                     response = event.response
         finally:
@@ -200,6 +211,8 @@ class Turn:
         )
         self._finished = last
         self._partial.clear()
+        if response.reasoning_text:
+            self._reasoning.append(response.reasoning_text)
         self.history.append(Message("assistant", content))
         self._open_calls, self._results = response.tool_calls, []
         self.usage = self.usage + usage
@@ -279,7 +292,18 @@ class Turn:
             usage=self.usage,
             steps=self.steps,
             fallbacks=tuple(self.fallbacks),
+            reasoning="\n\n".join(self._reasoning) or None,
         )
+
+
+def check_answered(response: ProviderResponse, label: str) -> None:
+    """Refuse an empty answer that a reasoning model left when its reasoning used the whole output limit: the user
+    gets `ReasoningExhaustedError` naming the fix instead of a blank reply."""
+    if response.stop_reason not in LENGTH_STOP_REASONS or response.text.strip() or response.tool_calls:
+        return
+    reasoned = bool(response.reasoning) or bool(response.usage and response.usage.reasoning_tokens)
+    if reasoned:
+        raise ReasoningExhaustedError(response.usage.output_tokens if response.usage else None, label)
 
 
 async def close_stream(events: AsyncIterator[StreamEvent]) -> None:

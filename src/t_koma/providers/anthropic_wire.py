@@ -18,9 +18,11 @@ from t_koma.messages import (
     ModelInfo,
     ProviderResponse,
     ProviderUsage,
+    ReasoningBlock,
     SystemBlock,
     TextBlock,
     ToolDefinition,
+    ToolResultBlock,
     ToolUseBlock,
 )
 
@@ -115,7 +117,11 @@ def messages_to_wire(messages: Iterable[Message]) -> list[JSONObject]:
     breakpoint on the last block of the last user turn."""
     wire: list[JSONObject] = []
     for message in messages:
-        blocks = [_block_to_wire(block) for block in message.content if not _is_empty_text(block)]
+        blocks = [
+            _block_to_wire(block)
+            for block in message.content
+            if not _is_empty_text(block) and not isinstance(block, ReasoningBlock)
+        ]
         if not blocks:
             continue
         if wire and wire[-1]["role"] == message.role:
@@ -136,7 +142,7 @@ def _is_empty_text(block: ContentBlock) -> bool:
     return isinstance(block, TextBlock) and not block.text
 
 
-def _block_to_wire(block: ContentBlock) -> JSONObject:
+def _block_to_wire(block: TextBlock | ToolUseBlock | ToolResultBlock) -> JSONObject:
     if isinstance(block, TextBlock):
         return {"type": "text", "text": block.text}
     if isinstance(block, ToolUseBlock):

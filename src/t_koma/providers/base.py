@@ -13,6 +13,7 @@ from t_koma.messages import (
     Message,
     ModelInfo,
     ProviderResponse,
+    ReasoningConfig,
     StreamEvent,
     SystemBlock,
     ToolChoice,
@@ -45,6 +46,8 @@ class ProviderSpec:
     allow_fallbacks: bool | None = None
     max_tokens: int | None = None
     context_window: int | None = None
+    reasoning: ReasoningConfig | None = None
+    """The alias's `reasoning` table; a request's `ConversationRequest.reasoning` overrides it."""
     http_referer: str | None = None
     app_name: str | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)

@@ -201,6 +201,7 @@ class ModelResolver:
                 allow_fallbacks=model.allow_fallbacks,
                 max_tokens=model.max_tokens,
                 context_window=model.context_window,
+                reasoning=model.reasoning,
                 http_referer=config.openrouter.http_referer,
                 app_name=config.openrouter.app_name,
             )
@@ -218,6 +219,7 @@ class ModelResolver:
             api_key_env=model.key_env,
             max_tokens=model.max_tokens,
             context_window=model.context_window,
+            reasoning=model.reasoning,
         )
 
     def _catalog_spec(self, name: str) -> tuple[ProviderSpec, str]:

@@ -98,7 +98,16 @@ _V1_INITIAL = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL,)
+_V2_REASONING = Migration(
+    2,
+    "assistant messages may hold reasoning blocks (type 'reasoning' in messages.content)",
+    # No table changes: reasoning is stored in order with the other content blocks, opaque parts verbatim. The
+    # version exists so that an older t-koma, which cannot read such blocks, refuses the database with a clear
+    # "upgrade t-koma" instead of failing on the first session that holds reasoning.
+    (),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_REASONING)
 
 _CREATE_LEDGER = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
