@@ -44,6 +44,19 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class Thought:
+    """One piece of reasoning a fake plays before the answer, neutrally; each fake renders it in its own format:
+    readable `text` (streamed in chunks) closed by an opaque `signature` (OpenRouter: a `reasoning.text` item,
+    Anthropic: a `thinking` block), or, when `encrypted` is set, an opaque item instead (OpenRouter:
+    `reasoning.encrypted` with that `data`, Anthropic: `redacted_thinking`). `format` is OpenRouter's item format."""
+
+    text: str = ""
+    signature: str | None = None
+    encrypted: str | None = None
+    format: str = "google-gemini-v1"
+
+
+@dataclass(frozen=True, slots=True)
 class TextReply:
     """A successful answer: `text` then `tool_calls`, streamed in `chunk_size`-character pieces.
 
@@ -60,6 +73,8 @@ class TextReply:
     """Model name reported back; None = echo the requested model."""
     upstream_provider: str | None = "FakeProvider"
     headers: Mapping[str, str] = field(default_factory=dict)
+    reasoning: tuple[Thought, ...] = ()
+    """Reasoning played before `text` (and before the tool calls)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +152,7 @@ def text_reply(
     model: str | None = None,
     upstream_provider: str | None = "FakeProvider",
     headers: Mapping[str, str] | None = None,
+    reasoning: Iterable[Thought] = (),
 ) -> TextReply:
     """A plain text answer, streamed as deltas of `chunk_size` characters (with keep-alive comments)."""
     return TextReply(
@@ -148,6 +164,7 @@ def text_reply(
         model=model,
         upstream_provider=upstream_provider,
         headers=dict(headers or {}),
+        reasoning=tuple(reasoning),
     )
 
 
@@ -160,6 +177,7 @@ def tool_call_reply(
     keepalive: bool = True,
     model: str | None = None,
     upstream_provider: str | None = "FakeProvider",
+    reasoning: Iterable[Thought] = (),
 ) -> TextReply:
     """An answer that calls tools: `(id, name, raw_arguments)` each; arguments stream in `chunk_size` pieces."""
     tool_calls = tuple(call if isinstance(call, ToolCall) else ToolCall(*call) for call in calls)
@@ -172,6 +190,7 @@ def tool_call_reply(
         stop="tool_use",
         model=model,
         upstream_provider=upstream_provider,
+        reasoning=tuple(reasoning),
     )
 
 
