@@ -10,6 +10,8 @@ import pytest
 from t_koma.config.loader import BUILTIN_MODELS, load_config
 from t_koma.config.model import Config
 from t_koma.errors import ConfigError
+from t_koma.messages import ReasoningConfig
+from t_koma.providers.factory import ModelResolver
 
 OPENROUTER_SECRET = "sk-or-v1-SECRET-value-1111"
 ANTHROPIC_SECRET = "sk-ant-SECRET-value-2222"
@@ -427,6 +429,34 @@ ANTHROPIC_MODEL = '[models.m]\nprovider = "anthropic"\nmodel = "claude-sonnet-4-
             '[models.m]\nprovider = "openai_compatible"\nmodel = "llama"\n',
             "key 'models.m.base_url': is required for provider 'openai_compatible'; add base_url = ",
         ),
+        (
+            MODEL + "reasoning = { effort = 'hgh' }\n",
+            "key 'models.m.reasoning.effort': is 'hgh'; use one of: none, minimal, low, medium, high, xhigh",
+        ),
+        (
+            MODEL + "reasoning = 'high'\n",
+            "key 'models.m.reasoning': must be a table, got a string; write it like reasoning = { effort = \"high\" }",
+        ),
+        (
+            MODEL + "reasoning = { efort = 'high' }\n",
+            "key 'models.m.reasoning.efort': unknown key in table [models.m.reasoning]; did you mean 'effort'? "
+            "(allowed: effort, max_tokens, exclude, enabled)",
+        ),
+        (
+            MODEL + "reasoning = { effort = 'high', max_tokens = 4000 }\n",
+            "key 'models.m.reasoning.max_tokens': cannot be set together with effort; keep one of effort and max_tokens",
+        ),
+        (MODEL + "reasoning = { max_tokens = 0 }\n", "key 'models.m.reasoning.max_tokens': must be at least 1, got 0"),
+        (MODEL + "reasoning = { exclude = 'yes' }\n", "key 'models.m.reasoning.exclude': must be true or false"),
+        (
+            ANTHROPIC_MODEL + "reasoning = { max_tokens = 512 }\n",
+            "key 'models.m.reasoning.max_tokens': must be at least 1024 for Anthropic thinking, got 512; raise it",
+        ),
+        (
+            '[models.m]\nprovider = "openai_compatible"\nmodel = "r1"\nbase_url = "http://h/v1"\n'
+            "reasoning = { max_tokens = 4000 }\n",
+            "key 'models.m.reasoning.max_tokens': has no equivalent on OpenAI-compatible servers",
+        ),
     ],
 )
 def test_validation_errors_name_the_file_the_key_and_the_fix(setup: Setup, toml: str, expected: str) -> None:
@@ -434,6 +464,31 @@ def test_validation_errors_name_the_file_the_key_and_the_fix(setup: Setup, toml:
 
     assert message.startswith(f"{setup.config_file}: ")
     assert expected in message
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ("{ effort = 'HIGH' }", ReasoningConfig(effort="high")),
+        ("{ max_tokens = 8000, exclude = true }", ReasoningConfig(max_tokens=8000, exclude=True)),
+        ("{ enabled = false }", ReasoningConfig(enabled=False)),
+        ("{}", ReasoningConfig()),
+    ],
+)
+def test_reasoning_table_reaches_the_model_and_its_provider_spec(
+    setup: Setup, table: str, expected: ReasoningConfig
+) -> None:
+    config = setup.toml(MODEL + f"reasoning = {table}\n").load(OPENROUTER_API_KEY="sk-or-x")
+
+    assert config.models["m"].reasoning == expected
+    assert ModelResolver(config).resolve("m").reasoning == expected
+
+
+def test_models_without_reasoning_leave_the_upstream_default(setup: Setup) -> None:
+    config = setup.toml(MODEL).load(OPENROUTER_API_KEY="sk-or-x")
+
+    assert config.models["m"].reasoning is None
+    assert ModelResolver(config).resolve("m").reasoning is None
 
 
 def test_unreadable_config_file_is_reported(setup: Setup) -> None:

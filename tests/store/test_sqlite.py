@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from t_koma.errors import ConfigError, SessionNotFoundError
-from t_koma.messages import ProviderUsage, TextBlock, ToolResultBlock, ToolUseBlock
+from t_koma.messages import ProviderUsage, ReasoningBlock, TextBlock, ToolResultBlock, ToolUseBlock
 from t_koma.store.base import Store, UsageRecord
 from t_koma.store.sqlite import DEFAULT_TITLE, INTERRUPTED_NOTE, SqliteStore
 
@@ -65,7 +65,7 @@ async def test_open_creates_the_file_in_wal_mode_with_strict_tables(store: Sqlit
     }
     for table in ("sessions", "messages", "turns", "usage_log", "cooldowns", "schema_migrations"):
         assert strict[table] == 1, table
-    assert [row[0] for row in raw(db_path, "SELECT version FROM schema_migrations")] == [1]
+    assert [row[0] for row in raw(db_path, "SELECT version FROM schema_migrations")] == [1, 2]
 
 
 async def test_reopening_applies_no_migration_twice_and_keeps_data(store: SqliteStore, db_path: Path) -> None:
@@ -75,7 +75,7 @@ async def test_reopening_applies_no_migration_twice_and_keeps_data(store: Sqlite
         reopened = await SqliteStore.open(db_path)
         assert await reopened.get_session(session.id) == session
         await reopened.close()
-    assert raw(db_path, "SELECT count(*) FROM schema_migrations") == [(1,)]
+    assert raw(db_path, "SELECT count(*) FROM schema_migrations") == [(2,)]
 
 
 async def test_a_database_from_a_newer_version_is_refused(store: SqliteStore, db_path: Path) -> None:
@@ -84,6 +84,25 @@ async def test_a_database_from_a_newer_version_is_refused(store: SqliteStore, db
         conn.execute("INSERT INTO schema_migrations (version, name, applied) VALUES (99, 'future', 0)")
     with pytest.raises(ConfigError, match="newer than this t-koma"):
         await SqliteStore.open(db_path)
+
+
+async def test_a_version_1_database_is_upgraded_in_place_keeping_its_sessions(db_path: Path) -> None:
+    from t_koma.store.migrations import MIGRATIONS
+
+    old = await SqliteStore.open(db_path)
+    session = await old.create_session("from version 1")
+    await old.append_message(session.id, "user", (TextBlock("hi"),))
+    await old.close()
+    with sqlite3.connect(db_path) as conn:  # what a version-1 t-koma left: only migration 1 recorded
+        conn.execute("DELETE FROM schema_migrations WHERE version > 1")
+
+    reopened = await SqliteStore.open(db_path)
+    try:
+        assert [m.content for m in await reopened.load_messages(session.id)] == [(TextBlock("hi"),)]
+    finally:
+        await reopened.close()
+    versions = [row[0] for row in raw(db_path, "SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == [m.version for m in MIGRATIONS] == [1, 2]
 
 
 async def test_an_unusable_path_is_a_config_error(tmp_path: Path) -> None:
@@ -147,6 +166,11 @@ async def test_messages_round_trip_every_block_type(store: SqliteStore, db_path:
         (
             "assistant",
             (
+                ReasoningBlock("anthropic", "text", "Let me look.", signature="EqQBCkgIARAB+/=", model="claude-x"),
+                ReasoningBlock("anthropic", "encrypted", data="EmwKAhgBEgy3va+/=\x00\u2028opaque"),
+                ReasoningBlock(
+                    "openrouter", "summary", "Plan.", id="rs_1", format="openai-responses-v1", index=0, model="o/g"
+                ),
                 TextBlock("Sure."),
                 ToolUseBlock("call_1", "run_shell_command", {"command": "ls -la", "nested": {"a": [1, 2.5, None]}}),
                 ToolUseBlock("call_2", "run_shell_command", {}, raw_arguments='{"command": ', arguments_error="bad"),
