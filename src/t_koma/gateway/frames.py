@@ -158,13 +158,9 @@ def history(request_id: RequestId, session_id: str, messages: Iterable[StoredMes
 
 
 def usage_dict(usage: ProviderUsage) -> JSONObject:
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cache_read_tokens": usage.cache_read_tokens,
-        "cache_creation_tokens": usage.cache_creation_tokens,
-        "cost": usage.cost,
-    }
+    """Every `usage` object of the protocol: the token counts (`reasoning_tokens` included; None = the upstream
+    did not say) and the cost."""
+    return usage.to_dict()
 
 
 def response(request_id: RequestId, result: TurnResult) -> JSONObject:

@@ -235,6 +235,7 @@ class Handlers:
             chain=self.chain,
             provider=self.provider,
             session_id=session_id,
+            reasoning=message.reasoning,
             stream=True,
             metadata={"client": "websocket"},
         )

@@ -11,6 +11,7 @@ from typing import Any, TypeAlias, get_args
 import orjson
 
 from t_koma.engine.events import ApprovalDecision
+from t_koma.messages import REASONING_EFFORTS, ReasoningConfig, parse_reasoning_level
 
 RequestId: TypeAlias = str | int | None
 
@@ -50,6 +51,8 @@ class Chat:
     id: RequestId
     content: str
     session_id: str | None = None
+    reasoning: ReasoningConfig | None = None
+    """A one-off reasoning level for this turn (`"high"`, `"off"`, `"8000"`, …); None = each model's configured one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,24 @@ class _Fields:
             raise self._fail(f"field '{name}' must be a string or null")
         return value or None
 
+    def optional_reasoning(self, name: str) -> ReasoningConfig | None:
+        """A reasoning level as `parse_reasoning_level` reads it; a JSON integer is a token budget."""
+        value = self._data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or len(value) > _MAX_LEVEL_CHARS:
+            raise self._fail(f"field '{name}' must be a reasoning level: {_LEVELS}")
+        try:
+            return parse_reasoning_level(value)
+        except ValueError as exc:
+            raise self._fail(f"field '{name}': {exc}") from None
+
+
+_MAX_LEVEL_CHARS = 32
+_LEVELS = f"{', '.join(REASONING_EFFORTS)}, off, on or a token budget like 8000"
+
 
 def _select_provider(f: _Fields, rid: RequestId) -> ClientMessage:
     return SelectProvider(rid, f.required_str("provider"), f.required_str("model"))
@@ -166,7 +187,7 @@ def _list_available_models(f: _Fields, rid: RequestId) -> ClientMessage:
 
 
 def _chat(f: _Fields, rid: RequestId) -> ClientMessage:
-    return Chat(rid, f.required_str("content"), f.optional_str("session_id"))
+    return Chat(rid, f.required_str("content"), f.optional_str("session_id"), f.optional_reasoning("reasoning"))
 
 
 def _tool_approval(f: _Fields, rid: RequestId) -> ClientMessage:

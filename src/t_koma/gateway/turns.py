@@ -16,6 +16,7 @@ from t_koma.engine.events import (
     ApprovalNeeded,
     EngineEvent,
     FallbackEvent,
+    ReasoningDeltaEvent,
     StepUsage,
     TextDeltaEvent,
     ToolCallRequest,
@@ -191,6 +192,8 @@ class RunningTurn:
         if isinstance(event, TextDeltaEvent):
             self._step_text.append(event.text)
             await self._send({"type": "text_delta", **_id(rid), "session_id": sid, "text": event.text})
+        elif isinstance(event, ReasoningDeltaEvent):
+            await self._send({"type": "reasoning_delta", **_id(rid), "session_id": sid, "text": event.text})
         elif isinstance(event, ToolCallStarted):
             self._step_text.clear()
             await self._send(

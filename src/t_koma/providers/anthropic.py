@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from t_koma.errors import InvalidResponseError, ProviderError, scrub
-from t_koma.messages import ConversationRequest, ModelInfo, ProviderResponse, StreamEvent
+from t_koma.messages import ConversationRequest, ModelInfo, ProviderResponse, ReasoningConfig, StreamEvent
 from t_koma.providers.anthropic_stream import StreamAssembler, events_for_response
 from t_koma.providers.anthropic_wire import (
     API_VERSION,
@@ -25,6 +25,7 @@ from t_koma.providers.anthropic_wire import (
 )
 from t_koma.providers.base import Provider, ProviderSpec
 from t_koma.providers.http import HttpClient
+from t_koma.providers.reasoning import effective_reasoning
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 MESSAGES_PATH = "/v1/messages"
@@ -54,19 +55,27 @@ class AnthropicProvider(Provider):
     def _parse_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> ProviderError:
         return error_from_response(status, body, headers, self._secrets)
 
-    def _body(self, request: ConversationRequest, *, stream: bool) -> dict[str, Any]:
-        return build_body(self.spec.model, request, stream=stream, max_tokens=self.spec.max_tokens)
+    def _reasoning(self, request: ConversationRequest) -> ReasoningConfig:
+        return effective_reasoning(self.spec.reasoning, request.reasoning)
+
+    def _body(self, request: ConversationRequest, reasoning: ReasoningConfig, *, stream: bool) -> dict[str, Any]:
+        return build_body(
+            self.spec.model, request, stream=stream, max_tokens=self.spec.max_tokens, reasoning=reasoning
+        )
 
     async def complete(self, request: ConversationRequest) -> ProviderResponse:
-        async with self._http.request("POST", MESSAGES_PATH, self._body(request, stream=False)) as response:
+        async with self._http.request("POST", MESSAGES_PATH, self._body(request, self._reasoning(request), stream=False)) as response:
             data = await self._http.read_json(response)
         return self._message(data)
 
     async def stream(self, request: ConversationRequest) -> AsyncIterator[StreamEvent]:
-        assembler = StreamAssembler(self.spec.model, self._secrets)
-        async with self._http.request("POST", MESSAGES_PATH, self._body(request, stream=True)) as response:
+        reasoning = self._reasoning(request)
+        exclude = reasoning.exclude is True
+        assembler = StreamAssembler(self.spec.model, self._secrets, exclude=exclude)
+        async with self._http.request("POST", MESSAGES_PATH, self._body(request, reasoning, stream=True)) as response:
             if not _is_event_stream(response):
-                for event in events_for_response(self._message(await self._http.read_json(response))):
+                message = self._message(await self._http.read_json(response))
+                for event in events_for_response(message, exclude=exclude):
                     yield event
                 return
             try:

@@ -1,6 +1,7 @@
 """Anthropic's streaming events (`message_start`, `content_block_*`, `message_delta`, `message_stop`, `ping`,
-`error`) assembled into t-koma stream events: text deltas as they come, each tool call once its `partial_json`
-pieces are complete, usage, and a final `Finish` with the whole response. Pure: fed one SSE event at a time."""
+`error`) assembled into t-koma stream events: thinking and text deltas as they come, each tool call once its
+`partial_json` pieces are complete, usage, and a final `Finish` with the whole response (thinking blocks with
+their signatures included, in block order). Pure: fed one SSE event at a time."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from t_koma.messages import (
     Finish,
     ProviderResponse,
     ProviderUsage,
+    ReasoningDelta,
     StreamEvent,
     TextBlock,
     TextDelta,
@@ -28,6 +30,8 @@ from t_koma.providers.anthropic_wire import (
     error_from_body,
     merge_usage,
     parse_usage,
+    redacted_thinking_block,
+    thinking_block,
     tool_use_from_json,
     total_input,
 )
@@ -40,6 +44,8 @@ class _Block:
 
     kind: str
     text: list[str] = field(default_factory=list)
+    signature: str | None = None
+    data: str | None = None
     tool_id: str = ""
     tool_name: str = ""
     initial_input: Any = None
@@ -52,12 +58,32 @@ class _Block:
             self.call = tool_use_from_json(self.tool_id, self.tool_name, raw, self.initial_input)
         return self.call
 
+    def content(self, model: str) -> ContentBlock | None:
+        """The finished block (None for empty text and kinds t-koma does not use)."""
+        if self.kind == "text":
+            return TextBlock("".join(self.text)) if self.text else None
+        if self.kind == "tool_use":
+            return self.finish_tool()
+        if self.kind == "thinking":
+            return thinking_block("".join(self.text), self.signature, model)
+        if self.kind == "redacted_thinking":
+            return redacted_thinking_block(self.data, model)
+        return None
+
+
+# A delta that arrives without its `content_block_start`: the kind of block it implies.
+_DELTA_KINDS = {"input_json_delta": "tool_use", "thinking_delta": "thinking", "signature_delta": "thinking"}
+
 
 class StreamAssembler:
-    """Feed it the SSE events of one `POST /v1/messages` stream; `done` turns true at `message_stop`."""
+    """Feed it the SSE events of one `POST /v1/messages` stream; `done` turns true at `message_stop`. `model` is
+    the requested model (thinking blocks are stored as its own, whatever dated name the API echoes); `exclude`
+    keeps thinking out of the events (the blocks still come in the final response, to be sent back)."""
 
-    def __init__(self, model: str, secrets: Sequence[str | None] = ()) -> None:
+    def __init__(self, model: str, secrets: Sequence[str | None] = (), *, exclude: bool = False) -> None:
         self.done = False
+        self._requested_model = model
+        self._exclude = exclude
         self._model = model
         self._secrets = secrets
         self._id = ""
@@ -132,21 +158,31 @@ class StreamAssembler:
             block.initial_input = start.get("input")
         elif block.kind == "text":
             return self._add_text(block, start.get("text"))
+        elif block.kind == "thinking":
+            block.signature = _nonempty(start.get("signature"))
+            return self._add_thinking(block, start.get("thinking"))
+        elif block.kind == "redacted_thinking":
+            block.data = _nonempty(start.get("data"))
         return []
 
     def _on_delta(self, data: dict[str, Any]) -> list[StreamEvent]:
         delta = data.get("delta")
         if not isinstance(delta, dict):
             return []
+        kind = delta.get("type")
         block = self._blocks.get(_index(data))
         if block is None:  # a delta without its start: treat it as the kind the delta implies
-            block = _Block(kind="tool_use" if delta.get("type") == "input_json_delta" else "text")
+            block = _Block(kind=_DELTA_KINDS.get(str(kind), "text"))
             self._blocks[_index(data)] = block
-        if delta.get("type") == "text_delta":
+        if kind == "text_delta":
             return self._add_text(block, delta.get("text"))
-        if delta.get("type") == "input_json_delta" and isinstance(delta.get("partial_json"), str):
+        if kind == "thinking_delta":
+            return self._add_thinking(block, delta.get("thinking"))
+        if kind == "input_json_delta" and isinstance(delta.get("partial_json"), str):
             block.json_parts.append(delta["partial_json"])
-        return []  # thinking, signature and citation deltas are not used
+        elif kind == "signature_delta" and isinstance(delta.get("signature"), str):
+            block.signature = delta["signature"]  # one per block, sent whole (the SDKs replace, not append)
+        return []  # citation deltas are not used
 
     def _add_text(self, block: _Block, text: Any) -> list[StreamEvent]:
         if not isinstance(text, str) or not text:
@@ -154,6 +190,12 @@ class StreamAssembler:
         block.text.append(text)
         self._text.append(text)
         return [TextDelta(text)]
+
+    def _add_thinking(self, block: _Block, text: Any) -> list[StreamEvent]:
+        if block.kind != "thinking" or not isinstance(text, str) or not text:
+            return []
+        block.text.append(text)
+        return [] if self._exclude else [ReasoningDelta(text)]
 
     def _on_block_stop(self, data: dict[str, Any]) -> list[StreamEvent]:
         block = self._blocks.get(_index(data))
@@ -184,16 +226,11 @@ class StreamAssembler:
         return [self._blocks[index] for index in sorted(self._blocks)]
 
     def response(self) -> ProviderResponse:
-        content: list[ContentBlock] = []
-        for block in self._ordered_blocks():
-            if block.kind == "text" and block.text:
-                content.append(TextBlock("".join(block.text)))
-            elif block.kind == "tool_use":
-                content.append(block.finish_tool())
+        blocks = (block.content(self._requested_model) for block in self._ordered_blocks())
         return ProviderResponse(
             id=self._id,
             model=self._model,
-            content=tuple(content),
+            content=tuple(block for block in blocks if block is not None),
             usage=total_input(self._usage),
             stop_reason=self._stop_reason,
             upstream_provider=UPSTREAM_NAME,
@@ -205,10 +242,17 @@ def _index(data: dict[str, Any]) -> int:
     return index if isinstance(index, int) and not isinstance(index, bool) else 0
 
 
-def events_for_response(response: ProviderResponse) -> list[StreamEvent]:
+def _nonempty(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def events_for_response(response: ProviderResponse, *, exclude: bool = False) -> list[StreamEvent]:
     """A whole (non-streamed) response as the events a stream would have produced: for a proxy that answered a
-    streaming request with one JSON body."""
-    events: list[StreamEvent] = [TextDelta(response.text)] if response.text else []
+    streaming request with one JSON body. `exclude` leaves the readable thinking out of the events."""
+    reasoning = "" if exclude else response.reasoning_text
+    events: list[StreamEvent] = [ReasoningDelta(reasoning)] if reasoning else []
+    if response.text:
+        events.append(TextDelta(response.text))
     events.extend(ToolCallEvent(call) for call in response.tool_calls)
     if response.usage is not None:
         events.append(UsageEvent(response.usage))

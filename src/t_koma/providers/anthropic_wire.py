@@ -3,6 +3,7 @@ usage and error bodies turned into t-koma's typed models. Pure functions, no I/O
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -19,12 +20,21 @@ from t_koma.messages import (
     ProviderResponse,
     ProviderUsage,
     ReasoningBlock,
+    ReasoningConfig,
     SystemBlock,
     TextBlock,
     ToolDefinition,
     ToolResultBlock,
     ToolUseBlock,
 )
+from t_koma.providers.reasoning import (
+    anthropic_budget,
+    max_tokens_with_budget,
+    tool_loop_keeps_thinking,
+    verifiable_by,
+)
+
+logger = logging.getLogger(__name__)
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -51,17 +61,31 @@ ERROR_TYPE_STATUS: Mapping[str, int] = {
 # OpenAI-style pass-through fields (`ConversationRequest.extra`) that have an Anthropic equivalent.
 _EXTRA_FIELDS: Mapping[str, str] = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k"}
 
+THINKING_FORMAT = "anthropic-claude-v1"
+"""The `format` of stored Anthropic thinking (OpenRouter's name for the same blocks)."""
+_THINKING_TYPES = ("thinking", "redacted_thinking")
+_FORCED_TOOL_CHOICES = ("any", "tool")
+
 
 # --- request -----------------------------------------------------------------------------------------
 
 
-def build_body(model: str, request: ConversationRequest, *, stream: bool, max_tokens: int | None = None) -> JSONObject:
+def build_body(
+    model: str,
+    request: ConversationRequest,
+    *,
+    stream: bool,
+    max_tokens: int | None = None,
+    reasoning: ReasoningConfig | None = None,
+) -> JSONObject:
     """The `POST /v1/messages` body. Prompt-cache breakpoints go on the system prompt, the last tool definition
-    and the last block of the last user turn: three of the four the API allows."""
+    and the last block of the last user turn: three of the four the API allows. `reasoning` is the effective
+    reasoning setting (the model's, with the request's override applied): see `thinking_budget`."""
+    budget = thinking_budget(model, request, reasoning or ReasoningConfig())
     body: JSONObject = {
         "model": model,
         "max_tokens": request.max_tokens or max_tokens or DEFAULT_MAX_TOKENS,
-        "messages": messages_to_wire(request.messages),
+        "messages": messages_to_wire(request.messages, thinking_model=None if budget is None else model),
     }
     system = system_to_wire(request.system)
     if system:
@@ -71,8 +95,34 @@ def build_body(model: str, request: ConversationRequest, *, stream: bool, max_to
         if request.tool_choice is not None:
             body["tool_choice"] = tool_choice_to_wire(request.tool_choice)
     body.update(_extra_to_wire(request.extra))
+    if budget is not None:
+        _enable_thinking(body, budget)
     body["stream"] = stream
     return body
+
+
+def thinking_budget(model: str, request: ConversationRequest, reasoning: ReasoningConfig) -> int | None:
+    """The `thinking.budget_tokens` of this request, or None to send it without thinking: when reasoning is not
+    on, or when the conversation ends in a tool loop another model started (its tool calls carry no thinking
+    block this model signed, and the API refuses thinking then; thinking resumes at the next user message)."""
+    budget = anthropic_budget(reasoning)
+    if budget is None or not tool_loop_keeps_thinking(request.messages, model):
+        return None
+    return budget
+
+
+def _enable_thinking(body: JSONObject, budget: int) -> None:
+    """Turn thinking on: `max_tokens` raised above the budget, and what the API refuses with thinking left out
+    (temperature, top_k, top_p; a forced `tool_choice` becomes `auto`), with one warning saying so."""
+    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    body["max_tokens"] = max_tokens_with_budget(body["max_tokens"], budget)
+    dropped = [name for name in ("temperature", "top_k", "top_p") if body.pop(name, None) is not None]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") in _FORCED_TOOL_CHOICES:
+        body["tool_choice"] = {"type": "auto"}
+        dropped.append("forced tool_choice")
+    if dropped:
+        logger.warning("Anthropic thinking is on: left out %s (the API refuses them with thinking)", ", ".join(dropped))
 
 
 def system_to_wire(blocks: Sequence[SystemBlock]) -> list[JSONObject]:
@@ -111,10 +161,15 @@ def tool_choice_to_wire(choice: str) -> JSONObject:
     return {"type": "tool", "name": choice}
 
 
-def messages_to_wire(messages: Iterable[Message]) -> list[JSONObject]:
+def messages_to_wire(messages: Iterable[Message], *, thinking_model: str | None = None) -> list[JSONObject]:
     """Messages with consecutive same-role turns merged (the API wants user and assistant to alternate), tool
     results first in their user turn (the API rejects text before them), empty turns dropped, and a cache
-    breakpoint on the last block of the last user turn."""
+    breakpoint on the last block of the last user turn (never on a thinking block: those are only in assistant
+    turns).
+
+    With `thinking_model` set (thinking is on for this request), each assistant turn starts with the thinking
+    blocks that model signed, unmodified and in order (merged turns keep all of them first); with it unset, no
+    thinking goes back (the API refuses thinking blocks in the final assistant turn when thinking is off)."""
     wire: list[JSONObject] = []
     for message in messages:
         blocks = [
@@ -123,11 +178,12 @@ def messages_to_wire(messages: Iterable[Message]) -> list[JSONObject]:
             if not _is_empty_text(block) and not isinstance(block, ReasoningBlock)
         ]
         if not blocks:
-            continue
+            continue  # reasoning alone (an answer cut off while thinking) is not a turn
+        thinking = _thinking_to_wire(message, thinking_model)
         if wire and wire[-1]["role"] == message.role:
-            wire[-1]["content"].extend(blocks)
+            _merge_turn(wire[-1]["content"], thinking, blocks)
         else:
-            wire.append({"role": message.role, "content": blocks})
+            wire.append({"role": message.role, "content": [*thinking, *blocks]})
     for turn in wire:
         if turn["role"] == "user":
             turn["content"].sort(key=lambda block: block["type"] != "tool_result")
@@ -136,6 +192,28 @@ def messages_to_wire(messages: Iterable[Message]) -> list[JSONObject]:
             turn["content"][-1]["cache_control"] = dict(EPHEMERAL)
             break
     return wire
+
+
+def _merge_turn(content: list[JSONObject], thinking: list[JSONObject], blocks: list[JSONObject]) -> None:
+    """Append a same-role message to a turn: its thinking after the turn's leading thinking, its blocks last."""
+    leading = 0
+    while leading < len(content) and content[leading]["type"] in _THINKING_TYPES:
+        leading += 1
+    content[leading:leading] = thinking
+    content.extend(blocks)
+
+
+def _thinking_to_wire(message: Message, model: str | None) -> list[JSONObject]:
+    if model is None or message.role != "assistant":
+        return []
+    return [thinking_to_wire(block) for block in verifiable_by("anthropic", model, message.reasoning)]
+
+
+def thinking_to_wire(block: ReasoningBlock) -> JSONObject:
+    """A stored Anthropic block as it arrived: `thinking` with its signature, or `redacted_thinking` with its data."""
+    if block.kind == "encrypted":
+        return {"type": "redacted_thinking", "data": block.data}
+    return {"type": "thinking", "thinking": block.text, "signature": block.signature}
 
 
 def _is_empty_text(block: ContentBlock) -> bool:
@@ -169,7 +247,7 @@ def _extra_to_wire(extra: Mapping[str, Any]) -> JSONObject:
 
 
 def parse_usage(data: Any) -> ProviderUsage | None:
-    """`usage` → ProviderUsage; cache counts stay None when the API did not report them."""
+    """`usage` → ProviderUsage; cache and thinking counts stay None when the API did not report them."""
     if not isinstance(data, Mapping):
         return None
     return ProviderUsage(
@@ -177,7 +255,14 @@ def parse_usage(data: Any) -> ProviderUsage | None:
         output_tokens=_int(data.get("output_tokens")) or 0,
         cache_read_tokens=_int(data.get("cache_read_input_tokens")),
         cache_creation_tokens=_int(data.get("cache_creation_input_tokens")),
+        reasoning_tokens=_thinking_tokens(data),
     )
+
+
+def _thinking_tokens(usage: Mapping[str, Any]) -> int | None:
+    """`usage.output_tokens_details.thinking_tokens` (newer API versions; None when absent)."""
+    details = usage.get("output_tokens_details")
+    return _int(details.get("thinking_tokens")) if isinstance(details, Mapping) else None
 
 
 def total_input(usage: ProviderUsage | None) -> ProviderUsage | None:
@@ -198,12 +283,18 @@ def merge_usage(base: ProviderUsage | None, update: Any) -> ProviderUsage | None
     output_tokens = _int(update.get("output_tokens"))
     cache_read = _int(update.get("cache_read_input_tokens"))
     cache_creation = _int(update.get("cache_creation_input_tokens"))
+    thinking = _thinking_tokens(update)
     return ProviderUsage(
         input_tokens=current.input_tokens if input_tokens is None else input_tokens,
         output_tokens=current.output_tokens if output_tokens is None else output_tokens,
         cache_read_tokens=current.cache_read_tokens if cache_read is None else cache_read,
         cache_creation_tokens=current.cache_creation_tokens if cache_creation is None else cache_creation,
+        reasoning_tokens=current.reasoning_tokens if thinking is None else thinking,
     )
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _int(value: Any) -> int | None:
@@ -228,11 +319,27 @@ def tool_use_from_json(block_id: str, name: str, raw: str, started_with: Any = N
     return ToolUseBlock(id=block_id, name=name, input=value)
 
 
-def parse_content_block(data: Any) -> ContentBlock | None:
-    """A response content block; None for kinds t-koma does not use (thinking, server tools …)."""
+def thinking_block(thinking: str, signature: str | None, model: str) -> ReasoningBlock:
+    """A `thinking` block (readable text and its opaque signature) as stored; `model` is the requested model,
+    the one it goes back to."""
+    return ReasoningBlock("anthropic", "text", thinking, signature=signature, format=THINKING_FORMAT, model=model)
+
+
+def redacted_thinking_block(data: str | None, model: str) -> ReasoningBlock:
+    """A `redacted_thinking` block (opaque `data` only) as stored."""
+    return ReasoningBlock("anthropic", "encrypted", data=data, format=THINKING_FORMAT, model=model)
+
+
+def parse_content_block(data: Any, model: str) -> ContentBlock | None:
+    """A response content block; None for kinds t-koma does not use (server tools …). Thinking becomes a
+    `ReasoningBlock` of `model` (the requested model: the one its signature goes back to)."""
     if not isinstance(data, Mapping):
         return None
     kind = data.get("type")
+    if kind == "thinking":
+        return thinking_block(_str(data.get("thinking")) or "", _str(data.get("signature")), model)
+    if kind == "redacted_thinking":
+        return redacted_thinking_block(_str(data.get("data")), model)
     if kind == "text":
         text = data.get("text")
         return TextBlock(text) if isinstance(text, str) and text else None
@@ -250,7 +357,7 @@ def parse_message(data: Any, *, model: str) -> ProviderResponse:
     """A non-streaming `message` body → ProviderResponse. Raises ValueError when the body is not a message."""
     if not isinstance(data, Mapping) or not isinstance(data.get("content"), list):
         raise ValueError("not a message object")
-    blocks = [parse_content_block(item) for item in data["content"]]
+    blocks = [parse_content_block(item, model) for item in data["content"]]
     return ProviderResponse(
         id=str(data.get("id") or ""),
         model=str(data.get("model") or model),

@@ -20,11 +20,23 @@ from t_koma.messages import (
     Message,
     ProviderResponse,
     ProviderUsage,
+    ReasoningBlock,
+    ReasoningConfig,
     SystemBlock,
     TextBlock,
     ToolChoice,
     ToolDefinition,
     ToolUseBlock,
+    reasoning_text,
+)
+from t_koma.providers.base import ProviderKind
+from t_koma.providers.reasoning import (
+    block_from_detail,
+    effective_reasoning,
+    openai_reasoning_effort,
+    openrouter_reasoning,
+    reasoning_detail,
+    verifiable_by,
 )
 
 CACHE_CONTROL: Mapping[str, str] = {"type": "ephemeral"}
@@ -62,16 +74,22 @@ _ERROR_TYPE_STATUS: Mapping[str, int] = {
 def build_body(
     request: ConversationRequest,
     *,
+    kind: ProviderKind,
     model: str,
     stream: bool,
+    reasoning: ReasoningConfig | None = None,
     cache_breakpoints: bool = False,
     default_max_tokens: int | None = None,
 ) -> JSONObject:
-    """The `POST /chat/completions` body. `cache_breakpoints` puts `cache_control` on the system prompt and the
-    last user message (for upstreams that cache only at explicit breakpoints)."""
+    """The `POST /chat/completions` body for a `kind` upstream (`openrouter` or `openai_compatible`) and `model`.
+    `reasoning` is the model's configured reasoning (the request's own `reasoning` overrides it).
+    `cache_breakpoints` puts `cache_control` on the system prompt and the last user message (for upstreams that
+    cache only at explicit breakpoints)."""
     body: JSONObject = {key: value for key, value in request.extra.items() if key not in _RESERVED}
     body["model"] = model
-    body["messages"] = build_messages(request.system, request.messages, cache_breakpoints=cache_breakpoints)
+    body["messages"] = build_messages(
+        request.system, request.messages, kind=kind, model=model, cache_breakpoints=cache_breakpoints
+    )
     if request.tools:
         body["tools"] = [tool_to_wire(tool) for tool in request.tools]
         if request.tool_choice is not None:
@@ -80,24 +98,46 @@ def build_body(
         body["max_tokens"] = request.max_tokens
     elif default_max_tokens is not None and "max_tokens" not in body and "max_completion_tokens" not in body:
         body["max_tokens"] = default_max_tokens
+    _add_reasoning_field(body, kind, reasoning, request.reasoning)
     body["stream"] = stream
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body
 
 
+def _add_reasoning_field(
+    body: JSONObject, kind: ProviderKind, configured: ReasoningConfig | None, override: ReasoningConfig | None
+) -> None:
+    """OpenRouter's `reasoning` object, or an OpenAI-compatible server's `reasoning_effort`, from the effective
+    configuration. A pass-through field of the same name (a `/v1` caller's own) is kept unless this request
+    carries a reasoning override: the override is the caller's choice already mapped."""
+    config = effective_reasoning(configured, override)
+    if kind == "openrouter":
+        key, value = "reasoning", openrouter_reasoning(config)
+    else:
+        key, value = "reasoning_effort", openai_reasoning_effort(config)
+    if value is not None and (override is not None or key not in body):
+        body[key] = value
+
+
 def build_messages(
-    system: Sequence[SystemBlock], messages: Iterable[Message], *, cache_breakpoints: bool = False
+    system: Sequence[SystemBlock],
+    messages: Iterable[Message],
+    *,
+    kind: ProviderKind,
+    model: str,
+    cache_breakpoints: bool = False,
 ) -> list[JSONObject]:
     """System blocks → one system message; assistant tool calls → `tool_calls`; each tool result → its own
-    `role: tool` message linked by `tool_call_id`."""
+    `role: tool` message linked by `tool_call_id`. Assistant messages carry back the reasoning the `kind`/`model`
+    target can verify (`providers.reasoning.verifiable_by`)."""
     out: list[JSONObject] = []
     if system:
         out.append(_system_message(system, cache_breakpoints))
     last_user: JSONObject | None = None
     for message in messages:
         if message.role == "assistant":
-            wire = _assistant_message(message)
+            wire = _assistant_message(message, kind, model)
             if wire is not None:
                 out.append(wire)
             continue
@@ -129,7 +169,7 @@ def _text_parts(texts: Iterable[str]) -> list[JSONObject]:
     return [{"type": "text", "text": text} for text in texts]
 
 
-def _assistant_message(message: Message) -> JSONObject | None:
+def _assistant_message(message: Message, kind: ProviderKind, model: str) -> JSONObject | None:
     text = message.text
     calls = message.tool_uses
     if not text and not calls:
@@ -141,7 +181,23 @@ def _assistant_message(message: Message) -> JSONObject | None:
             {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": _dumps(call.input)}}
             for call in calls
         ]
+    reasoning = message.reasoning
+    if reasoning:
+        _add_reasoning_back(wire, verifiable_by(kind, model, reasoning), kind, has_calls=bool(calls))
     return wire
+
+
+def _add_reasoning_back(wire: JSONObject, kept: list[ReasoningBlock], kind: ProviderKind, *, has_calls: bool) -> None:
+    """OpenRouter: every kept item as `reasoning_details`, in order (Gemini 3 refuses a tool loop without them).
+    OpenAI-compatible: the kept text as `reasoning_content`, only beside tool calls (DeepSeek requires it there)."""
+    if not kept:
+        return
+    if kind == "openrouter":
+        wire["reasoning_details"] = [reasoning_detail(block) for block in kept]
+    elif has_calls:
+        text = reasoning_text(kept)
+        if text:
+            wire["reasoning_content"] = text
 
 
 def tool_to_wire(tool: ToolDefinition) -> JSONObject:
@@ -185,7 +241,11 @@ def parse_completion(
         )
     if choice is None:
         raise InvalidResponseError(f"{provider}: response has no choices", provider=provider)
-    content: list[ContentBlock] = [TextBlock(text)] if text else []
+    content: list[ContentBlock] = reasoning_blocks(
+        message.get("reasoning_details"), message.get("reasoning") or message.get("reasoning_content"), requested_model
+    )
+    if text:
+        content.append(TextBlock(text))
     for call in message.get("tool_calls") or ():
         if isinstance(call, Mapping):
             content.append(tool_call_from_wire(call))
@@ -197,6 +257,18 @@ def parse_completion(
         stop_reason=_str_or_none(choice.get("finish_reason")),
         upstream_provider=upstream,
     )
+
+
+def reasoning_blocks(details: Any, plain: Any, model: str) -> list[ContentBlock]:
+    """A message's reasoning as blocks: its complete `reasoning_details` items, in order; or, when it has none,
+    its plain `reasoning` / `reasoning_content` text as one `openai` block (shown, but only sent back to an
+    OpenAI-compatible server). `model` is the model asked for, which produced them."""
+    blocks: list[ContentBlock] = []
+    if type(details) is list:
+        blocks.extend(block for block in (block_from_detail(item, model) for item in details) if block is not None)
+    if not blocks and plain and type(plain) is str:
+        blocks.append(ReasoningBlock(origin="openai", kind="text", text=plain, model=model))
+    return blocks
 
 
 def content_text(content: Any) -> str:
