@@ -1,9 +1,12 @@
 """Build the immutable `Config` from the environment, `.env` files and `config.toml`.
 
 Precedence: environment > `.env` (current directory first, then the config dir) > `config.toml` > built-in
-defaults. This is the only module that reads the process environment, and it never writes anything: with no
-config file at all, built-in aliases (`openrouter`, `anthropic`) make t-koma usable with just a key.
-Every problem becomes one `ConfigError` line naming the file, the key and the fix.
+defaults. A `.env` in the current directory is not the user's own (it may come with a cloned repository): it may
+only provide the provider key variables; anything else in it is ignored with a warning.
+
+This is the only module that reads the process environment, and it never writes anything: with no config file at
+all, built-in aliases (`openrouter`, `anthropic`) make t-koma usable with just a key. Every problem becomes one
+`ConfigError` line naming the file, the key and the fix.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sys
 import tomllib
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,6 +48,9 @@ BUILTIN_MODELS: Mapping[str, ModelConfig] = {
 }
 # Without `default_model` or DEFAULT_PROVIDER, the first of these whose key is set is the default.
 _KEY_PREFERENCE: tuple[ProviderKind, ...] = ("anthropic", "openrouter")
+WORKDIR_ENV_VARIABLES = frozenset(DEFAULT_KEY_ENV.values())
+"""All that a `.env` in the working directory may set: a checkout is not trusted to choose base URLs (where the
+keys are sent), the config or data dir (approval modes, which variables are keys) or anything else."""
 _PROVIDER_FIX = "use openrouter, anthropic or openai_compatible"
 
 _TOP_KEYS = ("default_model", "models", "openrouter", "gateway", "tools", "agent", "logging")
@@ -68,11 +75,18 @@ _TOML_POSITION = re.compile(r"^(?P<message>.*?)\s*\(at line (?P<line>\d+), colum
 T = TypeVar("T")
 
 
-def load_config(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Config:
-    """Read everything once. `environ` defaults to the process environment, `cwd` to the current directory."""
+def load_config(
+    environ: Mapping[str, str] | None = None, cwd: Path | None = None, *, warn: Callable[[str], None] | None = None
+) -> Config:
+    """Read everything once. `environ` defaults to the process environment, `cwd` to the current directory;
+    `warn` receives one line per problem that is not an error (default: printed on stderr)."""
     env = dict(os.environ if environ is None else environ)
-    _merge_env_file(env, paths.env_file(cwd if cwd is not None else Path.cwd()))
     config_dir = paths.config_dir(env)
+    workdir_env = paths.env_file(cwd if cwd is not None else Path.cwd())
+    if _same_file(workdir_env, paths.env_file(config_dir)):
+        _merge_env_file(env, workdir_env)
+    else:
+        _merge_env_file(env, workdir_env, only=WORKDIR_ENV_VARIABLES, warn=warn or _print_warning)
     _merge_env_file(env, paths.env_file(config_dir))
     config_path = paths.config_file(config_dir)
     data = _read_toml(config_path)
@@ -106,17 +120,47 @@ def load_config(environ: Mapping[str, str] | None = None, cwd: Path | None = Non
 # --- files and environment -------------------------------------------------------------------------------
 
 
-def _merge_env_file(env: dict[str, str], path: Path) -> None:
-    """Add a `.env` file's variables that are not set yet (a set variable, even empty, is never overridden)."""
+def _merge_env_file(
+    env: dict[str, str],
+    path: Path,
+    *,
+    only: Collection[str] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> None:
+    """Add a `.env` file's variables that are not set yet (a set variable, even empty, is never overridden).
+    With `only`, other variables are ignored and named in one warning (the file is not the user's own)."""
     if not path.is_file():
         return
     try:
         values = dotenv_values(path, interpolate=False, encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read this .env file ({type(exc).__name__}); fix or remove it") from None
+    ignored = [name for name in values if only is not None and name not in only]
+    if ignored and warn is not None:
+        warn(
+            f"{path}: ignored {', '.join(_printable(name) for name in ignored)}: a .env in the working directory may "
+            f"only set {', '.join(sorted(WORKDIR_ENV_VARIABLES))}; put other settings in the environment or in the "
+            "config dir's .env"
+        )
     for name, value in values.items():
-        if value is not None and name not in env:
+        if value is not None and name not in env and name not in ignored:
             env[name] = value
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _printable(name: str) -> str:
+    """A variable name from an untrusted file, safe to print on a terminal."""
+    return name if _VARIABLE_NAME.fullmatch(name) else repr(name)
+
+
+def _print_warning(message: str) -> None:
+    sys.stderr.write(f"t-koma: warning: {message}\n")
 
 
 def _read_toml(path: Path) -> dict[str, Any] | None:
