@@ -1,6 +1,10 @@
 """A fake Anthropic Messages API on 127.0.0.1: `POST /v1/messages` (SSE with `event:` lines and `ping` events, or
 JSON) and `GET /v1/models` (paginated with `after_id` / `limit`). It records every request and plays the scripted
-replies of `tests.fakes.replies` in Anthropic's wire format::
+replies of `tests.fakes.replies` in Anthropic's wire format, reasoning as `thinking` / `redacted_thinking` blocks.
+
+It is as strict about extended thinking as the real API (see `thinking_refusal`): with `thinking` enabled, a tool
+loop whose assistant turn does not start with the very thinking blocks (and signatures) this fake produced for
+those tool calls gets the real 400, and so do a bad budget, a forced `tool_choice` or a sampling override::
 
     fake_anthropic.app.enqueue(text_reply("Hi"), error_reply(529, "Overloaded"))
     ... call the client ...
@@ -9,6 +13,8 @@ replies of `tests.fakes.replies` in Anthropic's wire format::
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -33,6 +39,7 @@ from tests.fakes.replies import (
     Reply,
     StallReply,
     TextReply,
+    Thought,
     Usage,
     split_text,
     text_reply,
@@ -55,6 +62,8 @@ ERROR_TYPES = {
     529: "overloaded_error",
 }
 STOP_REASONS = {"end": "end_turn", "tool_use": "tool_use", "max_tokens": "max_tokens"}
+THINKING_TYPES = ("thinking", "redacted_thinking")
+DOCS = "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 
 DEFAULT_MODELS: list[dict[str, Any]] = [
     {"type": "model", "id": "claude-opus-4-1", "display_name": "Claude Opus 4.1", "created_at": "2025-08-05T00:00:00Z"},
@@ -102,7 +111,8 @@ def error_body(status: int, message: str, error_type: str | None = None) -> dict
 
 
 def usage_json(usage: Usage, *, output_tokens: int | None = None) -> dict[str, Any]:
-    """Anthropic's `usage`; cache fields only when the reply sets them (the API omits them on some models)."""
+    """Anthropic's `usage`; cache fields only when the reply sets them (the API omits them on some models), and
+    `output_tokens_details.thinking_tokens` only in final counts (not in `message_start`'s `output_tokens=1`)."""
     out: dict[str, Any] = {
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens if output_tokens is None else output_tokens,
@@ -111,7 +121,120 @@ def usage_json(usage: Usage, *, output_tokens: int | None = None) -> dict[str, A
         out["cache_read_input_tokens"] = usage.cache_read_tokens
     if usage.cache_creation_tokens is not None:
         out["cache_creation_input_tokens"] = usage.cache_creation_tokens
+    if output_tokens is None:
+        out.update(thinking_usage(usage))
     return out
+
+
+def thinking_usage(usage: Usage) -> dict[str, Any]:
+    if usage.reasoning_tokens is None:
+        return {}
+    return {"output_tokens_details": {"thinking_tokens": usage.reasoning_tokens}}
+
+
+def fake_signature(msg_id: str, number: int, text: str) -> str:
+    """An opaque signature, different for every message, block and text (real ones are long base64)."""
+    digest = hashlib.sha256(f"{msg_id}:{number}:{text}".encode()).digest()
+    return base64.b64encode(digest * 3).decode()
+
+
+def thinking_blocks(reply: TextReply, msg_id: str) -> list[dict[str, Any]]:
+    """The reply's thoughts as the complete content blocks this fake produces (and expects back, unmodified)."""
+    return [_thinking_block(thought, msg_id, number) for number, thought in enumerate(reply.reasoning)]
+
+
+def _thinking_block(thought: Thought, msg_id: str, number: int) -> dict[str, Any]:
+    if thought.encrypted is not None:
+        return {"type": "redacted_thinking", "data": thought.encrypted}
+    signature = thought.signature or fake_signature(msg_id, number, thought.text)
+    return {"type": "thinking", "thinking": thought.text, "signature": signature}
+
+
+# --- the real API's thinking rules -------------------------------------------------------------------
+
+
+def thinking_refusal(body: Mapping[str, Any], produced: Mapping[str, list[dict[str, Any]]]) -> str | None:
+    """The 400 message the real API gives a request that breaks an extended-thinking rule, or None. `produced`
+    maps each tool_use id this fake answered to the thinking blocks of that answer."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict) and isinstance(m.get("content"), list)]
+    refusal = _thinking_last_refusal(messages)
+    if refusal is not None:
+        return refusal
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return _thinking_off_refusal(messages)
+    return _thinking_settings_refusal(body, thinking) or _tool_loop_refusal(messages, produced)
+
+
+def _thinking_last_refusal(messages: list[dict[str, Any]]) -> str | None:
+    for number, message in enumerate(messages):
+        content = message["content"]
+        if message.get("role") == "assistant" and content and _type(content[-1]) in THINKING_TYPES:
+            return f"messages.{number}: The final block in an assistant message cannot be `thinking`."
+    return None
+
+
+def _thinking_off_refusal(messages: list[dict[str, Any]]) -> str | None:
+    number, assistant = _last_assistant(messages)
+    if assistant is not None and any(_type(block) in THINKING_TYPES for block in assistant["content"]):
+        return (
+            f"messages.{number}.content.0: When thinking is disabled, an `assistant` message in the final position "
+            "cannot contain `thinking`. To use thinking blocks, enable `thinking` in your request."
+        )
+    return None
+
+
+def _thinking_settings_refusal(body: Mapping[str, Any], thinking: Mapping[str, Any]) -> str | None:
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or budget < 1024:
+        return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+    if budget >= body["max_tokens"]:
+        return f"`max_tokens` must be greater than `thinking.budget_tokens`. {DOCS}#max-tokens-and-context-window-size"
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+        return "Thinking may not be enabled when tool_choice forces tool use."
+    if body.get("temperature", 1) != 1:
+        return f"`temperature` may only be set to 1 when thinking is enabled. {DOCS}#feature-compatibility"
+    if "top_k" in body:
+        return f"`top_k` must be unset when thinking is enabled. {DOCS}#feature-compatibility"
+    if body.get("top_p", 1) < 0.95:
+        return f"`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled. {DOCS}"
+    return None
+
+
+def _tool_loop_refusal(messages: list[dict[str, Any]], produced: Mapping[str, list[dict[str, Any]]]) -> str | None:
+    """A conversation ending in tool results: its assistant turn must start with the thinking this fake produced
+    for those calls, identical block for block."""
+    if not messages or not any(_type(block) == "tool_result" for block in messages[-1]["content"]):
+        return None
+    number, assistant = _last_assistant(messages)
+    if assistant is None:
+        return None
+    content = assistant["content"]
+    if not content or _type(content[0]) not in THINKING_TYPES:
+        found = _type(content[0]) if content else "nothing"
+        return (
+            f"messages.{number}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{found}`. "
+            "When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding "
+            "the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks "
+            f"from previous turns. To avoid this requirement, disable `thinking`. {DOCS}"
+        )
+    calls = [block.get("id") for block in content if _type(block) == "tool_use"]
+    expected = produced.get(str(calls[0])) if calls else None
+    if not expected or content[: len(expected)] != expected:
+        return f"messages.{number}.content.0: Invalid `signature` in `thinking` block"
+    return None
+
+
+def _last_assistant(messages: list[dict[str, Any]]) -> tuple[int, dict[str, Any] | None]:
+    for number in range(len(messages) - 1, -1, -1):
+        if messages[number].get("role") == "assistant":
+            return number, messages[number]
+    return -1, None
+
+
+def _type(block: Any) -> Any:
+    return block.get("type") if isinstance(block, dict) else None
 
 
 def sse(event: str, data: Mapping[str, Any]) -> bytes:
@@ -134,6 +257,8 @@ class FakeAnthropic:
         self.api_key = api_key
         self._replies: deque[Reply] = deque()
         self._ids = count(1)
+        self.thinking_by_tool: dict[str, list[dict[str, Any]]] = {}
+        """The thinking blocks of each answer that called tools, by tool_use id (what must come back)."""
         self._app = Starlette(
             routes=[Route("/v1/messages", self._messages, methods=["POST"]), Route("/v1/models", self._list_models)]
         )
@@ -200,8 +325,14 @@ class FakeAnthropic:
         body = recorded.body or {}
         if not isinstance(body.get("max_tokens"), int) or not body.get("model") or "messages" not in body:
             return JSONResponse(error_body(400, "model, max_tokens and messages are required"), status_code=400)
+        refusal = thinking_refusal(body, self.thinking_by_tool)
+        if refusal is not None:  # the scripted reply stays queued, as an upstream that refused never answered
+            return JSONResponse(error_body(400, refusal), status_code=400)
         reply = self._replies.popleft() if self._replies else text_reply()
         msg_id = f"msg_fake_{next(self._ids):04d}"
+        if isinstance(reply, TextReply):
+            for call in reply.tool_calls:
+                self.thinking_by_tool[call.id] = thinking_blocks(reply, msg_id)
         renderer = _Renderer(reply, msg_id, str(body["model"]), request)
         return renderer.stream() if body.get("stream") is True else renderer.json()
 
@@ -236,7 +367,9 @@ class _Renderer:
         return _raw_response(reply)
 
     def _message(self, reply: TextReply) -> dict[str, Any]:
-        content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
+        content = thinking_blocks(reply, self.msg_id)
+        if reply.text:
+            content.append({"type": "text", "text": reply.text})
         for call in reply.tool_calls:
             try:
                 arguments: Any = orjson.loads(call.arguments) if call.arguments.strip() else {}
@@ -293,6 +426,9 @@ class _Renderer:
         if reply.keepalive:
             yield PING
         index = 0
+        for block in thinking_blocks(reply, self.msg_id):
+            yield from self._thinking_events(index, block, reply)
+            index += 1
         if reply.text:
             yield from self._text_block(index, reply.text, reply.chunk_size, keepalive=reply.keepalive)
             index += 1
@@ -309,9 +445,23 @@ class _Renderer:
             "delta": {"stop_reason": STOP_REASONS[reply.stop], "stop_sequence": None},
         }
         if reply.usage is not None:
-            delta_event["usage"] = {"output_tokens": reply.usage.output_tokens}
+            delta_event["usage"] = {"output_tokens": reply.usage.output_tokens} | thinking_usage(reply.usage)
         yield sse("message_delta", delta_event)
         yield sse("message_stop", {"type": "message_stop"})
+
+    def _thinking_events(self, index: int, block: dict[str, Any], reply: TextReply) -> Iterator[bytes]:
+        """A redacted block whole in its start event; a thinking block as `thinking_delta` pieces (with pings) and
+        one `signature_delta`, as the real stream sends them."""
+        if block["type"] == "redacted_thinking":
+            yield _block_start(index, block)
+        else:
+            yield _block_start(index, {"type": "thinking", "thinking": ""})
+            for number, piece in enumerate(split_text(block["thinking"], reply.chunk_size)):
+                yield _block_delta(index, {"type": "thinking_delta", "thinking": piece})
+                if reply.keepalive and number % 4 == 3:
+                    yield PING
+            yield _block_delta(index, {"type": "signature_delta", "signature": block["signature"]})
+        yield sse("content_block_stop", {"type": "content_block_stop", "index": index})
 
     def _start(self, usage: Usage | None, model: str | None = None) -> bytes:
         message: dict[str, Any] = {
@@ -353,6 +503,14 @@ class _Renderer:
 
 _SSE = "text/event-stream"
 _JSON = "application/json"
+
+
+def _block_start(index: int, block: dict[str, Any]) -> bytes:
+    return sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+
+
+def _block_delta(index: int, delta: dict[str, Any]) -> bytes:
+    return sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
 
 
 async def _iterate(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:

@@ -28,7 +28,7 @@ from t_koma.messages import (
     ConversationRequest,
     Finish,
     Message,
-    ProviderResponse,
+    ReasoningDelta,
     StreamEvent,
     SystemBlock,
     TextBlock,
@@ -53,20 +53,9 @@ from tests.fakes.replies import (
     text_reply,
     tool_call_reply,
 )
+from tests.providers.anthropic_support import MODEL, SHELL_TOOL, ask, collect, final, make_spec, sent_body
 
-MODEL = "claude-sonnet-4-5"
-SHELL_TOOL = ToolDefinition(
-    name="run_shell_command",
-    description="Run a shell command",
-    parameters={"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]},
-)
 READ_TOOL = ToolDefinition("read_file", "Read a file", {"type": "object", "properties": {"path": {"type": "string"}}})
-
-
-def make_spec(upstream: FakeUpstream, **overrides: Any) -> ProviderSpec:
-    settings: dict[str, Any] = {"kind": "anthropic", "model": MODEL, "base_url": upstream.base_url, "api_key": TEST_KEY}
-    settings.update(overrides)
-    return ProviderSpec(**settings)
 
 
 @pytest.fixture
@@ -74,14 +63,6 @@ async def provider(fake_anthropic: FakeUpstream) -> AsyncIterator[AnthropicProvi
     client = AnthropicProvider(make_spec(fake_anthropic))
     yield client
     await client.aclose()
-
-
-def ask(text: str = "Hi", **fields: Any) -> ConversationRequest:
-    return ConversationRequest(messages=(Message.user(text),), **fields)
-
-
-async def collect(provider: AnthropicProvider, request: ConversationRequest) -> list[StreamEvent]:
-    return [event async for event in provider.stream(request)]
 
 
 async def collect_until_error(
@@ -92,17 +73,6 @@ async def collect_until_error(
         async for event in provider.stream(request):
             events.append(event)
     return events, caught.value
-
-
-def final(events: list[StreamEvent]) -> ProviderResponse:
-    assert isinstance(events[-1], Finish), "a successful stream ends with Finish"
-    return events[-1].response
-
-
-def sent_body(upstream: FakeUpstream, number: int = 0) -> dict[str, Any]:
-    body = upstream.app.message_requests[number].body
-    assert body is not None
-    return body
 
 
 # --- what we send ------------------------------------------------------------------------------------
@@ -408,7 +378,7 @@ async def test_no_usage_at_all_means_no_usage_event(provider: AnthropicProvider,
     assert final(events).usage is None
 
 
-async def test_thinking_blocks_and_unknown_events_are_skipped(
+async def test_unknown_events_are_skipped_and_thinking_streams_as_reasoning(
     provider: AnthropicProvider, fake_anthropic: FakeUpstream
 ) -> None:
     def event(name: str, data: dict[str, Any]) -> bytes:
@@ -448,8 +418,10 @@ async def test_thinking_blocks_and_unknown_events_are_skipped(
     events = await collect(provider, ask())
 
     assert [event.text for event in events if isinstance(event, TextDelta)] == ["An", "swer"]
+    assert [event.text for event in events if isinstance(event, ReasoningDelta)] == ["hmm"]
     response = final(events)
     assert (response.id, response.text, response.stop_reason) == ("msg_raw", "Answer", "max_tokens")
+    assert response.reasoning_text == "hmm" and response.reasoning[0].signature is None
     assert response.usage is not None and (response.usage.input_tokens, response.usage.output_tokens) == (3, 4)
 
 

@@ -59,12 +59,11 @@ class AnthropicProvider(Provider):
         return effective_reasoning(self.spec.reasoning, request.reasoning)
 
     def _body(self, request: ConversationRequest, reasoning: ReasoningConfig, *, stream: bool) -> dict[str, Any]:
-        return build_body(
-            self.spec.model, request, stream=stream, max_tokens=self.spec.max_tokens, reasoning=reasoning
-        )
+        return build_body(self.spec.model, request, stream=stream, max_tokens=self.spec.max_tokens, reasoning=reasoning)
 
     async def complete(self, request: ConversationRequest) -> ProviderResponse:
-        async with self._http.request("POST", MESSAGES_PATH, self._body(request, self._reasoning(request), stream=False)) as response:
+        body = self._body(request, self._reasoning(request), stream=False)
+        async with self._http.request("POST", MESSAGES_PATH, body) as response:
             data = await self._http.read_json(response)
         return self._message(data)
 

@@ -185,7 +185,7 @@ class StreamAssembler:
         return []  # citation deltas are not used
 
     def _add_text(self, block: _Block, text: Any) -> list[StreamEvent]:
-        if not isinstance(text, str) or not text:
+        if block.kind != "text" or not isinstance(text, str) or not text:  # only what the response will hold
             return []
         block.text.append(text)
         self._text.append(text)
