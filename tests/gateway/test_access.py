@@ -98,12 +98,25 @@ def test_the_token_file_is_created_once_with_mode_0600(tmp_path: Path) -> None:
     assert load_or_create_token(path) == token
 
 
-def test_a_token_file_readable_by_others_is_tightened(tmp_path: Path) -> None:
+def test_a_token_file_readable_by_others_is_replaced_by_a_new_token(tmp_path: Path) -> None:
     path = tmp_path / "gateway.token"
     path.write_text("an-existing-token-value-123\n")
     os.chmod(path, 0o644)
-    assert load_or_create_token(path) == "an-existing-token-value-123"
+
+    token = load_or_create_token(path)
+
+    assert token != "an-existing-token-value-123"  # others could have read it: it is no secret any more
+    assert path.read_text().strip() == token
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_or_create_token(path) == token
+
+
+def test_a_private_token_file_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.token"
+    path.write_text("an-existing-token-value-123\n")
+    os.chmod(path, 0o600)
+
+    assert load_or_create_token(path) == "an-existing-token-value-123"
 
 
 async def _log_lines_until(client: WsClient, needle: str) -> list[dict[str, object]]:

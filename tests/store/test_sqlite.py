@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -480,3 +481,41 @@ async def test_a_usage_batch_is_written_whole_in_order_with_every_column(store: 
     with pytest.raises(sqlite3.IntegrityError):  # one statement: a bad row leaves none of its batch
         await store.record_usage_many([batch[0], UsageRecord("sess_missing", None, "x", "y", usage(1, 1), 1.0)])
     assert raw(db_path, "SELECT count(*) FROM usage_log") == [(201,)]
+
+
+async def test_the_database_and_its_wal_files_are_private_from_the_start(tmp_path: Path) -> None:
+    """Another local user must not read messages from the WAL: the file is 0600 before SQLite creates -wal/-shm."""
+    previous = os.umask(0o022)
+    try:
+        path = tmp_path / "fresh" / "koma.sqlite3"
+        store = await SqliteStore.open(path)
+        session = await store.create_session("secret talk")
+        await store.append_message(session.id, "user", (TextBlock("a private message"),))
+        modes = {
+            p.name: stat.S_IMODE(p.stat().st_mode)
+            for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"), path.parent)
+        }
+        await store.close()
+    finally:
+        os.umask(previous)
+
+    assert modes == {"koma.sqlite3": 0o600, "koma.sqlite3-wal": 0o600, "koma.sqlite3-shm": 0o600, "fresh": 0o700}
+
+
+async def test_database_files_an_older_version_left_open_are_tightened(db_path: Path) -> None:
+    store = await SqliteStore.open(db_path)
+    await store.create_session("x")
+    await store.close()
+    companions = [db_path, db_path.with_name(db_path.name + "-wal"), db_path.with_name(db_path.name + "-shm")]
+    for path in companions:
+        path.touch()
+        path.chmod(0o644)
+
+    reopened = await SqliteStore.open(db_path)
+    await reopened.close()
+
+    left = [path for path in companions if path.exists()]
+    assert db_path in left
+    assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in left} == dict.fromkeys(
+        (path.name for path in left), 0o600
+    )

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
 
+from t_koma.files import ensure_private_dir, is_private
+
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "t-koma"
@@ -22,12 +24,29 @@ TOKEN_SUBPROTOCOL_PREFIX = "t-koma.token."
 
 
 def load_or_create_token(path: Path) -> str:
-    """The token in `path`, created (mode 0600, in a 0700 directory when it has to make one) if missing."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """The token in `path`, created (mode 0600, in a private directory) if missing. A token file that others could
+    read is replaced by a new token: the old one must be taken as known."""
+    ensure_private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return _read_token(path)
+        if is_private(path):
+            return _read_token(path)
+        mode = stat.S_IMODE(path.stat().st_mode)
+        log.warning("gateway token file %s was readable by others (mode %o); replaced it with a new token", path, mode)
+        return _replace_token(path)
+    return _write_token(fd, path)
+
+
+def _replace_token(path: Path) -> str:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    token = _write_token(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), temporary)
+    os.replace(temporary, path)
+    return token
+
+
+def _write_token(fd: int, path: Path) -> str:
     token = secrets.token_urlsafe(32)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(token + "\n")
@@ -36,10 +55,6 @@ def load_or_create_token(path: Path) -> str:
 
 
 def _read_token(path: Path) -> str:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        path.chmod(0o600)
-        log.warning("gateway token file %s was readable by others (mode %o); set to 0600", path, mode)
     token = path.read_text(encoding="ascii").strip()
     if len(token) < 16:
         raise ValueError(f"gateway token file {path} is empty or too short; delete it to create a new one")

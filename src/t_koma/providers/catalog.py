@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from t_koma.errors import InvalidModelError, ProviderError
+from t_koma.files import ensure_private_dir, ensure_private_file
 from t_koma.messages import ModelInfo
 from t_koma.providers.base import Provider
 
@@ -181,8 +182,8 @@ class ModelCatalog:
         data = {"version": _CACHE_VERSION, "fetched_at": fetched_at, "models": [_model_to_json(m) for m in models]}
         temporary = self.cache_file.with_name(f".{self.cache_file.name}.{os.getpid()}.tmp")
         try:
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_bytes(orjson.dumps(data))
+            ensure_private_dir(self.cache_file.parent)
+            ensure_private_file(temporary).write_bytes(orjson.dumps(data))
             os.replace(temporary, self.cache_file)
         except OSError:  # a cache we cannot write only costs a refetch next time
             with contextlib.suppress(OSError):

@@ -28,6 +28,7 @@ import aiosqlite
 import orjson
 
 from t_koma.errors import ConfigError, SessionNotFoundError, TKomaError
+from t_koma.files import ensure_private_file
 from t_koma.messages import ContentBlock, Role, TextBlock, block_from_dict, block_to_dict
 from t_koma.store import statements as sql
 from t_koma.store.base import Cooldown, SessionInfo, SessionSummary, StoredMessage, TurnStatus, UsageRecord
@@ -59,16 +60,18 @@ class SqliteStore:
         """Open (creating it and its parent directories if needed) and migrate the database at `path`."""
         path = Path(path).expanduser()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            is_new = not path.exists()
+            # Conversations are private: the file exists with mode 0600 before SQLite opens it, and SQLite creates
+            # the -wal and -shm files with the database's mode. Files an older version left open are tightened.
+            ensure_private_file(path)
+            for companion in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                if companion.exists():
+                    ensure_private_file(companion)
             conn = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the database {path}: {exc}") from exc
         try:
             await _configure(conn)
             await migrate(conn, time.time())
-            if is_new:
-                path.chmod(0o600)  # conversations are private; SQLite gives -wal/-shm the same mode
         except sqlite3.Error as exc:
             await conn.close()
             raise ConfigError(f"cannot use the database {path}: {exc}") from exc
