@@ -2,8 +2,10 @@
 (docs/protocol.md) with scripted turns, so the client is tested over a real socket without the engine.
 
 Turns are chosen by the message text: `slow` streams until `cancel`, `tool` asks for approval, `fallback`
-reports a fallback, `fail` ends with an error, `drop` closes the connection mid-turn (a gateway restart);
-anything else streams "Hello **world**" with fixed usage.
+reports a fallback, `fail` ends with an error, `drop` closes the connection mid-turn (a gateway restart),
+`think` streams THOUGHTS as `reasoning_delta` frames first (and counts reasoning tokens), `think-fallback` thinks,
+falls back, then thinks again, `think-hostile` thinks in escape sequences; anything else streams
+"Hello **world**" with fixed usage. A `chat` with a `reasoning` level the gateway would refuse gets its error.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from t_koma.messages import parse_reasoning_level
+
 TOKEN = "test-gateway-token-0123456789"
 USAGE: dict[str, Any] = {
     "input_tokens": 1200,
@@ -30,6 +34,10 @@ USAGE: dict[str, Any] = {
     "cost": 0.0012,
 }
 TOOL_OUTPUT = "\n".join(f"line {i}" for i in range(1, 21))
+THOUGHTS = "\n".join(f"thought {i}" for i in range(1, 9))
+REASONING_USAGE: dict[str, Any] = {**USAGE, "reasoning_tokens": 1500}
+DOOMED_THOUGHT = "a doomed first attempt"
+HOSTILE_THOUGHT = "evil\x1b[2J\x1b]0;pwned\x07 plan\x9b31m done\x1b]52;c;ZXZpbA==\x07"
 
 
 def catalog(count: int = 30) -> list[dict[str, Any]]:
@@ -177,6 +185,11 @@ class _Connection:
             session = gateway.sessions[frame.get("session_id") or (self.session.id if self.session else "")]
             await self.send("history", rid, session_id=session.id, messages=session.messages)
         elif kind == "chat":
+            try:
+                parse_reasoning_level(str(frame.get("reasoning") or "high"))
+            except ValueError as exc:
+                await self.error(rid, f"chat: field 'reasoning': {exc}", "invalid_message")
+                return
             task = asyncio.create_task(self.turn(rid, frame["content"], frame.get("session_id")))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -245,13 +258,24 @@ class _Connection:
             await self.cancel.wait()
             await self.finish(rid, session, "Working on it", stop_reason="cancelled")
             return
-        if content == "fallback":
+        thoughts = await self.think(rid, sid, content)
+        if content in ("fallback", "think-fallback"):
             await self.send("fallback", rid, session_id=sid, from_model="sonnet", to_model="kimi", error="rate_limited")
+        if content == "think-fallback":
+            thoughts = await self.think(rid, sid, "think")
         if content == "tool":
             await self.tool(rid, sid)
         for piece in ("Hello ", "**wor", "ld**", "!"):
             await self.send("text_delta", rid, session_id=sid, text=piece)
-        await self.finish(rid, session, "Hello **world**!")
+        await self.finish(rid, session, "Hello **world**!", thoughts=thoughts)
+
+    async def think(self, rid: Any, sid: str, content: str) -> str:
+        """The reasoning of the `think*` turns, streamed in pieces; returns it ("" for other turns)."""
+        thoughts = {"think": THOUGHTS, "think-fallback": DOOMED_THOUGHT, "think-hostile": HOSTILE_THOUGHT}
+        text = thoughts.get(content, "")
+        for start in range(0, len(text), 7):
+            await self.send("reasoning_delta", rid, session_id=sid, text=text[start : start + 7])
+        return text
 
     async def tool(self, rid: Any, sid: str) -> None:
         arguments = json.dumps({"command": "seq 1 20"})
@@ -266,10 +290,13 @@ class _Connection:
         else:
             await self.send("tool_result", rid, session_id=sid, call_id="call_1", content=TOOL_OUTPUT, is_error=False)
 
-    async def finish(self, rid: Any, session: Session, content: str, stop_reason: str = "stop") -> None:
-        session.messages.append(
-            {"role": "assistant", "content": content, "blocks": [{"type": "text", "text": content}], "status": None}
-        )
+    async def finish(
+        self, rid: Any, session: Session, content: str, stop_reason: str = "stop", thoughts: str = ""
+    ) -> None:
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": content}]
+        if thoughts:
+            blocks.insert(0, {"type": "reasoning", "origin": "openrouter", "kind": "text", "text": thoughts})
+        session.messages.append({"role": "assistant", "content": content, "blocks": blocks, "status": None})
         session.input_tokens += USAGE["input_tokens"]
         session.output_tokens += USAGE["output_tokens"]
         session.cost += USAGE["cost"]
@@ -283,5 +310,5 @@ class _Connection:
             model=self.selection[1],
             stop_reason=stop_reason,
             done=True,
-            usage=USAGE,
+            usage=REASONING_USAGE if thoughts else USAGE,
         )

@@ -20,7 +20,7 @@ from t_koma.client.commands import resolve_session
 from t_koma.client.connection import GatewayConnection
 from t_koma.client.frames import GatewayError, SessionEntry, Usage
 from t_koma.client.status import status_text
-from tests.client.fake_gateway import TOKEN, FakeGateway
+from tests.client.fake_gateway import DOOMED_THOUGHT, THOUGHTS, TOKEN, FakeGateway
 from tests.client.ptk import CTRL_C, ENTER, ESC, Screen, terminal, until
 from tests.fakes.server import serve
 
@@ -294,3 +294,81 @@ async def test_an_interrupt_during_start_up_leaves(gateway: tuple[FakeGateway, s
         await until(lambda: "Select Model Provider" in c.screen.text)
         c.app.interrupt()  # a SIGINT while the menus are up (e.g. `kill -INT`)
     assert c.task.done() and c.fake.of_type("select_provider") == [] and c.fake.of_type("chat") == []
+
+
+async def test_reasoning_is_folded_above_the_answer_and_thinking_expands_it(gateway: tuple[FakeGateway, str]) -> None:
+    async with chat(gateway) as c:
+        await pick_default_model(c)
+        await c.type("think")
+        await c.shows("tokens 1,200 in / 34 out · 1,500 reasoning")
+        block = "✻ thinking\n  │ thought 1\n  │ thought 2\n  │ thought 3\n  │ … 5 more lines — /thinking to expand\n"
+        assert block + "Hello world!" in c.printed
+        assert "thought 4" not in c.printed
+        assert "│ session ↑1.2k ↓34 · 1.5k reasoning │" in status_text(c.app.status())
+        await c.type("/thinking")
+        await c.shows("thought 8")
+        assert THOUGHTS in c.printed
+        await c.type("/history")
+        await until(lambda: c.printed.count("✻ thinking") == 3)
+        assert c.printed.rstrip().endswith("… 5 more lines\nHello world!")  # folded, without the /thinking hint
+        await c.type("hello")
+        await c.shows("(session $0.0024)")
+        await c.type("/thinking")
+        await c.shows("no reasoning in the last turn")
+        await c.type("/quit")
+
+
+async def test_a_fallback_drops_the_failed_attempts_thinking(gateway: tuple[FakeGateway, str]) -> None:
+    async with chat(gateway) as c:
+        await pick_default_model(c)
+        await c.type("think-fallback")
+        await c.shows("tokens")
+        assert "↪ sonnet failed (rate_limited); falling back to kimi" in c.printed
+        assert DOOMED_THOUGHT not in c.printed
+        await c.type("/thinking")
+        await c.shows("thought 8")
+        assert DOOMED_THOUGHT not in c.printed
+        await c.type("/quit")
+
+
+async def test_reasoning_command_sets_shows_and_clears_the_level_sent_with_each_message(
+    gateway: tuple[FakeGateway, str],
+) -> None:
+    async with chat(gateway) as c:
+        await pick_default_model(c)
+        await c.type("/reasoning")
+        await c.shows("reasoning: as configured for each model (/reasoning LEVEL changes it)")
+        await c.type("/reasoning max")
+        await c.shows("✗ reasoning level 'max' is not one of none, minimal, low, medium, high, xhigh, off, on or a")
+        await c.type("/reasoning HIGH")
+        await c.shows("reasoning: high for the next messages")
+        assert status_text(c.app.status()).startswith("OpenRouter · anthropic/claude-sonnet-4.5 │ reasoning high │")
+        await until(lambda: "reasoning high" in c.screen.text)  # in the bottom toolbar
+        await c.type("one")
+        await c.shows("tokens")
+        await c.type("/reasoning 8000")
+        await c.type("two")
+        await until(lambda: c.printed.count("tokens") == 2)
+        await c.type("/reasoning")
+        await c.shows("reasoning: 8000 for every message")
+        await c.type("/reasoning default")
+        await c.type("three")
+        await until(lambda: c.printed.count("tokens") == 3)
+        assert "reasoning" not in status_text(c.app.status())
+        await c.type("/help")
+        await c.shows("/reasoning [LEVEL]")
+        assert "/thinking" in c.printed
+        await c.type("/quit")
+    assert [frame.get("reasoning") for frame in c.fake.of_type("chat")] == ["high", "8000", None]
+
+
+async def test_hostile_reasoning_is_shown_without_its_escape_sequences(gateway: tuple[FakeGateway, str]) -> None:
+    async with chat(gateway) as c:
+        await pick_default_model(c)
+        await c.type("think-hostile")
+        await c.shows("tokens")
+        await c.type("/thinking")
+        await until(lambda: c.printed.count("evil plan done") == 2)
+        for sequence in ("\x1b", "\x9b", "\x07", "pwned"):
+            assert sequence not in c.printed
+        await c.type("/quit")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import re
 
 from rich.console import Console
 
 from t_koma.client.frames import ErrorFrame, Fallback, ToolCall, ToolResult
-from t_koma.client.render import MarkdownStream, Renderer, command_of, fold
+from t_koma.client.render import MarkdownStream, Renderer, command_of, fold, thinking_view
 from tests.client.ptk import until
 
 
@@ -67,3 +69,97 @@ def test_tool_blocks_output_and_one_liners() -> None:
     renderer.full_output(1)
     shown = out.getvalue()[before:]
     assert "run_shell_command: seq 1 9" in shown and "│ 1" in shown and "│ 9" in shown
+
+
+THOUGHTS = "\n".join(f"thought {i}" for i in range(1, 9))
+HOSTILE = "evil\x1b[2J\x1b]0;pwned\x07 plan\x9b31m done\x1b]52;c;ZXZpbA==\x07"
+FOLDED = "✻ thinking\n  │ thought 1\n  │ thought 2\n  │ thought 3\n  │ … 5 more lines — /thinking to expand\n"
+
+
+def pieces(text: str, size: int = 5) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+async def test_reasoning_is_a_folded_block_above_the_answer_and_thinking_shows_it_all() -> None:
+    screen, out = console()
+    renderer = Renderer(screen)
+    renderer.start_turn()
+    for piece in pieces(THOUGHTS):
+        renderer.reasoning(piece)
+    renderer.text("The answer.")
+    renderer.end_turn()
+    assert [line.rstrip() for line in out.getvalue().splitlines(keepends=True)] == [
+        *FOLDED.splitlines(),
+        "The answer.",
+    ]
+    assert renderer.thoughts == THOUGHTS
+    renderer.full_thinking()
+    assert out.getvalue().endswith("✻ thinking\n" + THOUGHTS + "\n")
+
+
+async def test_on_a_terminal_the_block_streams_live_and_never_shows_more_than_its_first_lines() -> None:
+    screen, out = console(terminal=True)
+    renderer = Renderer(screen)
+    renderer.start_turn()
+    for piece in pieces(THOUGHTS, 3):
+        renderer.reasoning(piece)
+        await asyncio.sleep(0)
+    await until(lambda: "… 5 more lines" in out.getvalue(), timeout=2)  # drawn before the reasoning ends
+    renderer.text("The answer.")
+    renderer.end_turn()
+    printed = out.getvalue()
+    assert "thought 4" not in printed
+    assert re.search(r"/thinking to expand\n(\x1b\[[0-9;?]*[A-Za-z])*The answer\.", printed)  # the block stays
+
+
+def test_blank_lines_do_not_count_and_long_lines_take_one_row() -> None:
+    screen, out = console()
+    screen.print(thinking_view("**Plan**\n\n" + "word " * 40 + "\n\nlast", hint=None))
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == ["✻ thinking", "  │ **Plan**"]
+    assert len(lines) == 4 and lines[2].endswith("…") and len(lines[2]) <= 80 and lines[3] == "  │ last"
+
+
+async def test_a_fallback_drops_the_thinking_of_the_failed_attempt() -> None:
+    screen, out = console()
+    renderer = Renderer(screen)
+    renderer.start_turn()
+    renderer.reasoning("step one")
+    renderer.tool_call(ToolCall("c1", "run_shell_command", '{"command": "ls"}'))
+    renderer.tool_result(ToolResult("c1", "a.txt", False))  # the step ended: its thinking stays
+    renderer.reasoning("a doomed attempt")
+    renderer.fallback(Fallback("sonnet", "kimi", "rate_limited"))
+    renderer.reasoning("the second try")
+    renderer.end_turn()
+    assert "doomed" not in out.getvalue()
+    assert renderer.thoughts == "step one\n\nthe second try"
+
+
+async def test_on_a_terminal_a_fallback_erases_the_live_thinking_block() -> None:
+    screen, out = console(terminal=True)
+    renderer = Renderer(screen)
+    renderer.start_turn()
+    renderer.reasoning("a doomed attempt")
+    await until(lambda: "doomed" in out.getvalue(), timeout=2)
+    renderer.fallback(Fallback("sonnet", "kimi", "rate_limited"))
+    after = out.getvalue().rsplit("doomed", 1)[1]
+    assert "\x1b[2K" in after.split("↪")[0]  # the live lines are erased before the fallback line
+    assert renderer.thoughts == ""
+
+
+async def test_model_and_tool_output_never_reach_the_terminal_as_escape_sequences() -> None:
+    screen, out = console(terminal=True)
+    renderer = Renderer(screen)
+    renderer.start_turn()
+    for piece in pieces(HOSTILE, 3):  # sequences split across deltas, as a stream may cut them
+        renderer.reasoning(piece)
+    renderer.text(HOSTILE)
+    renderer.tool_call(ToolCall("c1", "run_shell_command", '{"command": "printf \\"\\u001b[2J\\""}'))
+    renderer.tool_result(ToolResult("c1", HOSTILE, False))
+    renderer.end_turn()
+    renderer.full_thinking()
+    renderer.full_output(1)
+    printed = out.getvalue()
+    assert "evil plan done" in printed
+    for sequence in ("\x1b[2J", "\x1b]", "\x9b", "\x07", "pwned"):
+        assert sequence not in printed

@@ -113,3 +113,21 @@ def test_turn_summary_line() -> None:
         turn_summary(turn, turn + turn) == "tokens 1,200 in / 34 out · cache r1.0k w0 83% · $0.0012 (session $0.0024)"
     )
     assert turn_summary(Usage(5, 6), Usage(5, 6)) == "tokens 5 in / 6 out · $? (session $?)"
+
+
+def test_reasoning_tokens_in_the_session_segment_and_the_turn_summary() -> None:
+    turn = Usage(1200, 340, reasoning_tokens=1234, cost=0.0021)
+    state = StatusState(provider="openrouter", model="openai/gpt-5", turn=turn, session=turn + Usage(10, 5))
+    assert "│ session ↑1.2k ↓345 · 1.2k reasoning │" in status_text(state)
+    assert turn_summary(turn, turn) == "tokens 1,200 in / 340 out · 1,234 reasoning · $0.0021 (session $0.0021)"
+    assert "reasoning" not in status_text(StatusState(session=Usage(10, 5)))  # the upstream did not say
+    assert "0 reasoning" in turn_summary(Usage(1, 2, reasoning_tokens=0), Usage())  # it said: none
+
+
+def test_a_reasoning_level_override_is_shown_after_the_model() -> None:
+    state = StatusState(provider="anthropic", model="claude-sonnet-4-5", reasoning="high")
+    assert status_segments(state)[:2] == [
+        ("class:status.model", "Anthropic · claude-sonnet-4-5"),
+        ("class:status.reasoning", "reasoning high"),
+    ]
+    assert all(style != "class:status.reasoning" for style, _ in status_segments(StatusState()))

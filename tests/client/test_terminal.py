@@ -3,6 +3,7 @@ the first model, a streamed answer with the status bar, Ctrl+C cancelling a turn
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -78,6 +79,37 @@ def test_menu_model_chat_status_cancel_and_quit_in_a_real_terminal(gateway: Fake
     assert gateway.of_type("select_provider")[0]["model"] == "vendor0/model-0"
     assert len(gateway.of_type("cancel")) == 1
     assert gateway.of_type("tool_approval")[0]["decision"] == "approve"
+
+
+def test_thinking_block_reasoning_level_and_hostile_reasoning_in_a_real_terminal(gateway: FakeGateway) -> None:
+    child = spawn("--model", "vendor0/model-0")
+    child.logfile_read = io.StringIO()
+    try:
+        child.expect("/help for commands")
+        child.send("/reasoning high\r")
+        child.expect("reasoning: high for the next messages")
+        child.expect("reasoning high")  # the status bar
+        child.send("think\r")
+        child.expect("✻ thinking")
+        child.expect(r"│ thought 3(\x1b\[[0-9;]*m|\s)*│ … 5 more lines — /thinking to expand")
+        child.expect(r"Hello \S*world")
+        child.expect("tokens 1,200 in / 34 out · 1,500 reasoning")
+        child.expect("1.5k reasoning")
+        child.send("/thinking\r")
+        child.expect("thought 8")
+        child.send("think-hostile\r")
+        child.expect("evil plan done")
+        child.expect("tokens")
+        child.send("/quit\r")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    transcript = child.logfile_read.getvalue()
+    assert "thought 4" not in transcript.split("/thinking to expand")[0]  # folded while it streamed
+    for sequence in ("\x1b[2J", "\x1b]0;", "\x1b]52", "\x9b", "pwned"):
+        assert sequence not in transcript
+    assert [frame.get("reasoning") for frame in gateway.of_type("chat")] == ["high", "high"]
 
 
 def test_no_gateway_and_no_autostart_is_one_line_and_exit_5(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from t_koma.client.frames import (
     History,
     HistoryEntry,
     ModelEntry,
+    ReasoningDelta,
     Response,
     SessionList,
     UnknownFrame,
@@ -162,3 +163,35 @@ def test_unknown_types_are_kept_and_missing_fields_raise() -> None:
     assert parse_frame({"type": "future_thing", "x": 1}).frame == UnknownFrame("future_thing")
     with pytest.raises(GatewayError, match="malformed 'text_delta' frame"):
         parse_frame({"type": "text_delta"})
+
+
+def test_reasoning_deltas_and_reasoning_tokens_in_usage() -> None:
+    incoming = parse_frame({"type": "reasoning_delta", "id": "t1", "session_id": "8c1d", "text": "Let me see"})
+    assert (incoming.id, incoming.frame) == ("t1", ReasoningDelta("Let me see", "8c1d"))
+    usage = {"input_tokens": 12, "output_tokens": 40, "reasoning_tokens": 30, "cost": 0.001}
+    response = parse_frame({"type": "response", "content": "ok", "usage": usage}).frame
+    assert isinstance(response, Response) and response.usage == Usage(12, 40, reasoning_tokens=30, cost=0.001)
+    unknown = parse_frame({"type": "response", "content": "ok", "usage": {**usage, "reasoning_tokens": None}}).frame
+    assert isinstance(unknown, Response) and unknown.usage is not None and unknown.usage.reasoning_tokens is None
+    with pytest.raises(GatewayError, match="malformed 'reasoning_delta' frame"):
+        parse_frame({"type": "reasoning_delta"})
+
+
+def test_history_keeps_the_readable_reasoning_of_a_message() -> None:
+    thought = {"type": "reasoning", "origin": "anthropic", "kind": "text", "text": "First A.", "signature": "s"}
+    sealed = {"type": "reasoning", "origin": "anthropic", "kind": "encrypted", "text": "", "data": "opaque"}
+    frame = parse_frame(
+        {
+            "type": "history",
+            "session_id": "8c1d",
+            "messages": [
+                {
+                    "role": "assistant",
+                    "content": "Done.",
+                    "blocks": [thought, sealed, {**thought, "text": "Then B."}, {"type": "text", "text": "Done."}],
+                }
+            ],
+        }
+    ).frame
+    assert isinstance(frame, History)
+    assert frame.messages == (HistoryEntry("assistant", "Done.", reasoning="First A.\n\nThen B."),)

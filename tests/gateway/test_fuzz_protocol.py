@@ -45,6 +45,7 @@ VALID_FRAMES: list[dict[str, Any]] = [
     {"type": "list_available_models", "provider": "openrouter"},
     {"type": "list_providers", "id": "p"},
     {"type": "chat", "content": "hello", "id": "c"},
+    {"type": "chat", "content": "think", "id": "r", "reasoning": "low"},
     {"type": "tool_approval", "call_id": "call_1", "decision": "approve"},
     {"type": "cancel", "session_id": "sess_x"},
     {"type": "create_session", "title": "notes"},
@@ -72,12 +73,14 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=10,
 )
-field_values = json_values | st.sampled_from(["openrouter", "anthropic", "OpenRouter", "approve", "always", ""])
+field_values = json_values | st.sampled_from(
+    ["openrouter", "anthropic", "OpenRouter", "approve", "always", "", "high", "off", "8000"]
+)
 shaped_frames = st.fixed_dictionaries(
     {"type": st.sampled_from(TYPES) | st.text(max_size=20) | json_values},
     optional={
         name: field_values
-        for name in ("id", "content", "session_id", "provider", "model", "call_id", "decision", "title")
+        for name in ("id", "content", "session_id", "provider", "model", "call_id", "decision", "title", "reasoning")
     },
 )
 

@@ -19,7 +19,7 @@ from t_koma.gateway.protocol import (
     ToolApproval,
     parse_client_message,
 )
-from t_koma.messages import TextBlock, ToolResultBlock, ToolUseBlock
+from t_koma.messages import ReasoningConfig, TextBlock, ToolResultBlock, ToolUseBlock
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -37,6 +37,7 @@ _frames = st.fixed_dictionaries(
         "call_id": _json,
         "decision": st.sampled_from(["approve", "deny", "always"]) | _json,
         "title": _json,
+        "reasoning": st.sampled_from(["high", "off", "on", "8000", "max"]) | _json,
     },
 )
 
@@ -59,6 +60,32 @@ def test_a_chat_frame_becomes_a_typed_message() -> None:
     )
     approval = parse_client_message('{"type": "tool_approval", "call_id": "c1", "decision": "always"}')
     assert approval == ToolApproval(None, "c1", "always")
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        ('"high"', ReasoningConfig(effort="high")),
+        ('"XHigh"', ReasoningConfig(effort="xhigh")),
+        ('"off"', ReasoningConfig(effort="none")),
+        ('"on"', ReasoningConfig(enabled=True)),
+        ('"8000"', ReasoningConfig(max_tokens=8000)),
+        ("8000", ReasoningConfig(max_tokens=8000)),
+        ("null", None),
+    ],
+)
+def test_a_chat_frame_may_carry_a_reasoning_level(level: str, expected: ReasoningConfig | None) -> None:
+    message = parse_client_message(f'{{"type": "chat", "content": "hi", "reasoning": {level}}}')
+    assert message == Chat(None, "hi", None, expected)
+
+
+@pytest.mark.parametrize("level", ['"max"', '""', "0", "-5", "true", "2.5", '["high"]', '"' + "9" * 40 + '"'])
+def test_a_bad_reasoning_level_is_a_protocol_error_listing_the_allowed_values(level: str) -> None:
+    with pytest.raises(ProtocolError) as raised:
+        parse_client_message(f'{{"type": "chat", "id": "c", "content": "hi", "reasoning": {level}}}')
+    assert raised.value.request_id == "c"
+    assert raised.value.message.startswith("chat: field 'reasoning'")
+    assert "none, minimal, low, medium, high, xhigh, off, on or a token budget like 8000" in raised.value.message
 
 
 def test_the_id_of_a_bad_frame_is_kept_for_the_error_reply() -> None:

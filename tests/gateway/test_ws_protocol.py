@@ -146,6 +146,7 @@ async def test_ping_is_answered_with_pong_echoing_the_id(gateway: RunningGateway
         ('{"type": "teleport", "id": 2}', "unknown_type", "teleport"),
         ('{"type": "chat", "id": 3}', "invalid_message", "content"),
         ('{"type": "chat", "content": 5}', "invalid_message", "content"),
+        ('{"type": "chat", "content": "x", "reasoning": "max"}', "invalid_message", "none, minimal, low, medium"),
         ('{"type": "select_provider", "provider": "openrouter"}', "invalid_message", "model"),
         ('{"type": "tool_approval", "call_id": "c", "decision": "maybe"}', "invalid_message", "decision"),
         ('{"type": "switch_session"}', "invalid_message", "session_id"),

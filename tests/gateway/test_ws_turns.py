@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import pytest
 
 from t_koma.config.loader import load_config
 from t_koma.gateway import ws
 from tests.fakes.openrouter import FakeUpstream
-from tests.fakes.replies import Usage, error_reply, stall_reply, text_reply, tool_call_reply
+from tests.fakes.replies import Thought, Usage, error_reply, stall_reply, text_reply, tool_call_reply
 from tests.gateway.conftest import BASE_CONFIG, RunningGateway, WsClient, run_gateway, until, write_config
 
 ECHO_CALL = ("call_1", "run_shell_command", '{"command": "echo hi-from-tool"}')
@@ -52,6 +53,7 @@ async def test_a_chat_streams_deltas_then_a_response_with_usage(gateway: Running
             "output_tokens": 4,
             "cache_read_tokens": 3,
             "cache_creation_tokens": 2,
+            "reasoning_tokens": None,
             "cost": 0.0012,
         },
     }
@@ -59,6 +61,68 @@ async def test_a_chat_streams_deltas_then_a_response_with_usage(gateway: Running
     assert "gpt-4o-mini" in response["model"]
     assert fake.app.last_body["model"] == "openai/gpt-4o-mini"
     assert fake.app.last_body["messages"][-1] == {"role": "user", "content": "Say hello"}
+
+
+async def test_reasoning_streams_as_reasoning_delta_frames_before_the_text(
+    gateway: RunningGateway, fake: FakeUpstream
+) -> None:
+    usage = Usage(input_tokens=10, output_tokens=40, reasoning_tokens=30, cost=0.002)
+    thought = Thought("step one, then step two", signature="sig")
+    fake.app.enqueue(text_reply("The answer.", usage=usage, reasoning=[thought], chunk_size=5))
+    client = await gateway.connect()
+    await client.send(type="chat", id="r1", content="think first")
+    session_id = (await client.expect("session_created"))["session_id"]
+    frames, response = await client.until("response")
+    kinds = [frame["type"] for frame in frames]
+    assert kinds == sorted(kinds, key=["reasoning_delta", "text_delta"].index)  # every thought before any text
+    thinking = [frame for frame in frames if frame["type"] == "reasoning_delta"]
+    assert "".join(frame["text"] for frame in thinking) == "step one, then step two"
+    assert all(frame["id"] == "r1" and frame["session_id"] == session_id for frame in thinking)
+    assert "".join(frame["text"] for frame in frames if frame["type"] == "text_delta") == "The answer."
+    assert response["content"] == "The answer."
+    assert (response["usage"]["output_tokens"], response["usage"]["reasoning_tokens"]) == (40, 30)
+    await client.send(type="get_history", id="h")
+    assistant = (await client.expect("history"))["messages"][-1]
+    assert assistant["content"] == "The answer."
+    reasoning = [block for block in assistant["blocks"] if block["type"] == "reasoning"]
+    assert [(block["text"], block["signature"]) for block in reasoning] == [("step one, then step two", "sig")]
+
+
+async def test_reasoning_between_tool_steps_streams_in_order(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    fake.app.enqueue(
+        tool_call_reply([ECHO_CALL], reasoning=[Thought("I should run echo.", signature="s1")]),
+        text_reply("It printed hi.", reasoning=[Thought("The tool answered.", signature="s2")]),
+    )
+    client = await gateway.connect()
+    await client.send(type="chat", content="run echo")
+    await client.expect("session_created")
+    before_call, _ = await client.until("tool_approval_request")
+    await client.send(type="tool_approval", call_id="call_1", decision="approve")
+    after_call, _ = await client.until("response")
+    assert [_joined(before_call, kind) for kind in ("reasoning_delta", "text_delta")] == ["I should run echo.", ""]
+    assert [f["type"] for f in before_call if f["type"] != "reasoning_delta"] == ["tool_call"]
+    assert after_call[0]["type"] == "tool_result"
+    assert _joined(after_call, "reasoning_delta") == "The tool answered."
+    assert [f["type"] for f in after_call if f["type"] not in ("reasoning_delta", "text_delta")] == ["tool_result"]
+    first_text = next(i for i, f in enumerate(after_call) if f["type"] == "text_delta")
+    assert all(f["type"] != "reasoning_delta" for f in after_call[first_text:])
+
+
+def _joined(frames: list[dict[str, Any]], kind: str) -> str:
+    return "".join(frame["text"] for frame in frames if frame["type"] == kind)
+
+
+@pytest.mark.parametrize(("level", "expected"), [("high", {"effort": "high"}), (8000, {"max_tokens": 8000})])
+async def test_a_chat_reasoning_level_reaches_the_upstream_request(
+    gateway: RunningGateway, fake: FakeUpstream, level: str | int, expected: dict[str, Any]
+) -> None:
+    client = await gateway.connect()
+    await client.send(type="chat", content="think hard", reasoning=level)
+    await client.until("response")
+    assert fake.app.last_body["reasoning"] == expected
+    await client.send(type="chat", content="and now as configured")
+    await client.until("response")
+    assert "reasoning" not in fake.app.last_body  # the level was for that turn only
 
 
 async def test_the_selected_model_answers_the_next_chat(gateway: RunningGateway, fake: FakeUpstream) -> None:

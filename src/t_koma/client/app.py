@@ -30,6 +30,7 @@ from t_koma.client.frames import (
     GatewayError,
     GatewayUnavailableError,
     ModelEntry,
+    ReasoningDelta,
     Response,
     TextDelta,
     ToolApprovalRequest,
@@ -91,6 +92,8 @@ class ChatApp:
         self.session_usage = Usage()
         self.turn_usage: Usage | None = None
         self.served: tuple[str, str] | None = None
+        self.reasoning_level: str | None = None
+        """`/reasoning LEVEL`: sent with every message of this chat; None = each model's configured reasoning."""
         self.notice: str | None = None
         self.quitting = False
         self.inputs_started = 0
@@ -127,6 +130,7 @@ class ChatApp:
             connection=self.connection.state,
             busy=self._in_turn,
             notice=self.notice,
+            reasoning=self.reasoning_level,
         )
 
     @property
@@ -253,7 +257,7 @@ class ChatApp:
         self._in_turn = True
         self.renderer.start_turn()
         try:
-            async for event in self.connection.turn(content):
+            async for event in self.connection.turn(content, self.reasoning_level):
                 await self._on_event(event)
         finally:
             self._in_turn = False
@@ -262,6 +266,8 @@ class ChatApp:
     async def _on_event(self, event: TurnEvent) -> None:
         if isinstance(event, TextDelta):
             self.renderer.text(event.text)
+        elif isinstance(event, ReasoningDelta):
+            self.renderer.reasoning(event.text)
         elif isinstance(event, ToolCall):
             self.renderer.tool_call(event)
             self.renderer.waiting(f"running {event.name} …")

@@ -1,5 +1,6 @@
 """Slash commands of the chat: `/provider`, `/model`, `/new`, `/sessions`, `/switch ID`, `/history`,
-`/output [N]`, `/help`, `/quit`. Each one is a short exchange with the gateway and a printed result."""
+`/output [N]`, `/thinking`, `/reasoning [LEVEL]`, `/help`, `/quit`. Each one is a short exchange with the gateway
+(or a setting of the chat) and a printed result."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from t_koma.client.frames import GatewayError, SessionEntry, Usage
 from t_koma.client.menus import QuitRequested
 from t_koma.client.status import PROVIDER_LABELS, session_label, short_id
 from t_koma.client.views import help_view, history_view, sessions_table
+from t_koma.messages import parse_reasoning_level
 
 if TYPE_CHECKING:
     from t_koma.client.app import ChatApp
@@ -54,6 +56,8 @@ class SlashCommands:
             "/switch": self.switch,
             "/history": self.history,
             "/output": self.output,
+            "/thinking": self.thinking,
+            "/reasoning": self.reasoning,
             "/help": self.help,
             "/quit": self.quit,
             "/exit": self.quit,
@@ -153,6 +157,33 @@ class SlashCommands:
     async def output(self, argument: str) -> None:
         number = int(argument) if argument.isdigit() else None
         self.app.renderer.full_output(number)
+
+    async def thinking(self, argument: str) -> None:
+        self.app.renderer.full_thinking()
+
+    async def reasoning(self, argument: str) -> None:
+        """`/reasoning LEVEL` sets the level sent with every following message, `/reasoning default` clears it,
+        `/reasoning` alone shows it."""
+        level = argument.strip().lower()
+        notice = self.app.renderer.notice
+        if not level:
+            current = self.app.reasoning_level
+            if current is None:
+                notice("reasoning: as configured for each model (/reasoning LEVEL changes it)")
+            else:
+                notice(f"reasoning: {current} for every message (/reasoning default goes back to the models' own)")
+            return
+        if level == "default":
+            self.app.reasoning_level = None
+            notice("reasoning: as configured for each model", style="green")
+            return
+        try:
+            parse_reasoning_level(level)
+        except ValueError as exc:
+            notice(f"✗ {exc} (or default)", style="bold red")
+            return
+        self.app.reasoning_level = level
+        notice(f"reasoning: {level} for the next messages", style="green")
 
     async def help(self, argument: str) -> None:
         self.app.console.print(help_view())

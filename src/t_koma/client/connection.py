@@ -308,9 +308,9 @@ class GatewayConnection:
 
     # --- the protocol's messages -----------------------------------------------------------------------
 
-    async def turn(self, content: str) -> AsyncIterator[TurnEvent]:
+    async def turn(self, content: str, reasoning: str | None = None) -> AsyncIterator[TurnEvent]:
         """Send `chat` in the current session (a new one when there is none) and yield the turn's events;
-        the last event is a `Response` or an `ErrorFrame`."""
+        the last event is a `Response` or an `ErrorFrame`. `reasoning` is a level for this turn (`"high"`, …)."""
         if self._turn is not None:
             raise GatewayError("a turn is already running")
         turn = _Turn(self._next_id("chat"))
@@ -319,6 +319,8 @@ class GatewayConnection:
             frame: dict[str, Any] = {"type": "chat", "id": turn.request_id, "content": content}
             if self.session_id is not None:
                 frame["session_id"] = self.session_id
+            if reasoning is not None:
+                frame["reasoning"] = reasoning
             await self._send(frame)
             while True:
                 event = await turn.queue.get()

@@ -43,7 +43,7 @@ class GatewayUnavailableError(GatewayError):
 
 Usage: TypeAlias = ProviderUsage
 """Token and cost figures of a turn (or a sum of turns): the shared typed model, read from the `usage` object of
-`response` frames (its `reasoning_tokens` stays None: the protocol does not carry it)."""
+`response` frames (`reasoning_tokens` is None when the upstream did not say)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +88,8 @@ class HistoryEntry:
     tool_results: tuple[tuple[str, bool], ...] = ()
     """(content, is_error) of each tool result."""
     status: str | None = None
+    reasoning: str = ""
+    """The message's readable reasoning (its `reasoning` blocks' text, blank-line separated); "" when none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,14 @@ class History:
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
+    text: str
+    session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning, streamed before (and between) its text and tool calls."""
+
     text: str
     session_id: str | None = None
 
@@ -228,6 +238,7 @@ Frame: TypeAlias = (
     | SessionDeleted
     | History
     | TextDelta
+    | ReasoningDelta
     | ToolCall
     | ToolApprovalRequest
     | ToolResult
@@ -238,9 +249,20 @@ Frame: TypeAlias = (
     | UnknownFrame
 )
 
-TurnEvent: TypeAlias = TextDelta | ToolCall | ToolApprovalRequest | ToolResult | Fallback | Response | ErrorFrame
+TurnEvent: TypeAlias = (
+    TextDelta | ReasoningDelta | ToolCall | ToolApprovalRequest | ToolResult | Fallback | Response | ErrorFrame
+)
 """What a running turn yields to the user interface; it ends with a `Response` or an `ErrorFrame`."""
 
 TURN_EVENT_TYPES = frozenset(
-    {"text_delta", "tool_call", "tool_approval_request", "tool_result", "fallback", "response", "error"}
+    {
+        "text_delta",
+        "reasoning_delta",
+        "tool_call",
+        "tool_approval_request",
+        "tool_result",
+        "fallback",
+        "response",
+        "error",
+    }
 )

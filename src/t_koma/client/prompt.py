@@ -32,6 +32,7 @@ CHAT_STYLE = Style.from_dict(
         "status.warning": "bold #ffaf00",
         "status.notice": "#ffaf00",
         "status.cost": "#87d787",
+        "status.reasoning": "#af87ff",
         "status.sep": "#606060",
     }
 )

@@ -2,8 +2,8 @@
 
 The bar reads, for example::
 
-    OpenRouter · anthropic/claude-sonnet-4 │ session 3f2a9c1e │ turn ↑1.2k ↓340 │ session ↑15k ↓2.1k │
-    cache r12k w1.0k 81% │ $0.0123
+    OpenRouter · anthropic/claude-sonnet-4 │ reasoning high │ session 3f2a9c1e │ turn ↑1.2k ↓340 │
+    session ↑15k ↓2.1k · 1.2k reasoning │ cache r12k w1.0k 81% │ $0.0123
 
 Cache hit % is `cache read / prompt tokens`. Providers report prompt tokens either including the cached part
 (OpenAI / OpenRouter) or excluding it (Anthropic); when the read count exceeds the input count the figures can
@@ -35,6 +35,8 @@ class StatusState:
     connection: ConnectionState = "connected"
     busy: bool = False
     notice: str | None = None
+    reasoning: str | None = None
+    """The `/reasoning` level sent with every message; None = each model's configured one."""
 
 
 def format_tokens(count: int) -> str:
@@ -89,6 +91,13 @@ def format_io(usage: Usage | None) -> str:
     return f"↑{format_tokens(usage.input_tokens)} ↓{format_tokens(usage.output_tokens)}"
 
 
+def format_reasoning(usage: Usage) -> str | None:
+    """`1.2k reasoning`: the reasoning tokens among the output tokens; None when the upstream did not say."""
+    if usage.reasoning_tokens is None:
+        return None
+    return f"{format_tokens(usage.reasoning_tokens)} reasoning"
+
+
 def model_label(state: StatusState) -> str:
     if state.model is None:
         return state.default_label
@@ -114,14 +123,17 @@ _DROP_ORDER = ("class:status.session", "class:status.turn", "class:status.cache"
 def status_segments(state: StatusState, width: int | None = None) -> list[tuple[str, str]]:
     """(style class, text) pairs of the bar, in order; the prompt's bottom toolbar styles them. With `width`,
     the least useful parts are left out until the bar fits, and a long model name is shortened last."""
+    reasoned = format_reasoning(state.session)
     segments = [
         ("class:status.model", model_label(state)),
         ("class:status.session", session_label(state.session_id)),
         ("class:status.turn", f"turn {format_io(state.turn)}"),
-        ("class:status.total", f"session {format_io(state.session)}"),
+        ("class:status.total", f"session {format_io(state.session)}" + (f" · {reasoned}" if reasoned else "")),
         ("class:status.cache", format_cache(state.session)),
         ("class:status.cost", format_cost(0.0 if state.session == Usage() else state.session.cost)),
     ]
+    if state.reasoning is not None:
+        segments.insert(1, ("class:status.reasoning", f"reasoning {state.reasoning}"))
     if state.connection != "connected":
         segments.insert(0, ("class:status.warning", f"⚠ {state.connection}"))
     if state.notice:
@@ -156,6 +168,8 @@ def status_text(state: StatusState, width: int | None = None) -> str:
 def turn_summary(turn: Usage, session: Usage) -> str:
     """The one line printed after each answer: this turn's figures, then the session's cost."""
     parts = [f"{turn.input_tokens:,} in / {turn.output_tokens:,} out"]
+    if turn.reasoning_tokens is not None:
+        parts.append(f"{turn.reasoning_tokens:,} reasoning")
     if turn.cache_read_tokens is not None or turn.cache_creation_tokens is not None:
         parts.append(format_cache(turn))
     parts.append(f"{format_cost(turn.cost)} (session {format_cost(session.cost)})")

@@ -11,7 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from t_koma.client.frames import History, SessionEntry
-from t_koma.client.render import command_of, fold
+from t_koma.client.render import command_of, fold, thinking_view
+from t_koma.client.sanitize import terminal_safe
 from t_koma.client.status import format_cost, format_tokens, short_id
 
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -22,6 +23,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("/switch ID", "continue another session (its ID, an ID prefix or its number in /sessions)"),
     ("/history", "show this session's messages"),
     ("/output [N]", "show the last turn's tool output in full"),
+    ("/thinking", "show the last turn's reasoning in full"),
+    ("/reasoning [LEVEL]", "how much the model reasons from now on: none…xhigh, off, on, a token budget or default"),
     ("/help", "this help"),
     ("/quit", "leave the chat (also Ctrl+D)"),
 )
@@ -70,16 +73,19 @@ def history_view(history: History) -> RenderableType:
     parts: list[RenderableType] = []
     for entry in history.messages:
         marker = f" [{entry.status}]" if entry.status else ""
-        if entry.role == "user" and entry.text:
-            parts.append(Text(f"> {entry.text}{marker}", style="bold"))
-        elif entry.text:
-            parts.append(Markdown(entry.text))
+        text = terminal_safe(entry.text)
+        if entry.reasoning.strip():
+            parts.append(thinking_view(entry.reasoning, hint=None))
+        if entry.role == "user" and text:
+            parts.append(Text(f"> {text}{marker}", style="bold"))
+        elif text:
+            parts.append(Markdown(text))
             if marker:
                 parts.append(Text(marker.strip(), style="yellow"))
         for name, arguments in entry.tool_calls:
-            parts.append(Text(f"⚙ {name}: {command_of(name, arguments)}", style="cyan"))
+            parts.append(Text(terminal_safe(f"⚙ {name}: {command_of(name, arguments)}"), style="cyan"))
         for content, is_error in entry.tool_results:
-            shown, hidden = fold(content, 3)
+            shown, hidden = fold(terminal_safe(content), 3)
             more = f"\n  │ … {hidden} more lines" if hidden else ""
             body = "\n".join(f"  │ {line}" for line in shown.splitlines())
             parts.append(Text(body + more, style="red" if is_error else "dim"))

@@ -25,6 +25,7 @@ from t_koma.client.frames import (
     ProviderList,
     ProviderSelected,
     ProviderStatus,
+    ReasoningDelta,
     Response,
     SessionCreated,
     SessionDeleted,
@@ -101,6 +102,7 @@ def parse_usage(data: Any) -> Usage | None:
         output_tokens=_opt_int(data.get("output_tokens")) or 0,
         cache_read_tokens=_opt_int(data.get("cache_read_tokens")),
         cache_creation_tokens=_opt_int(data.get("cache_creation_tokens")),
+        reasoning_tokens=_opt_int(data.get("reasoning_tokens")),
         cost=_opt_float(data.get("cost")),
     )
 
@@ -162,12 +164,15 @@ def _history_entry(data: Mapping[str, Any]) -> HistoryEntry:
     if blocks is None:
         blocks = content if isinstance(content, list) else ()
     texts: list[str] = []
+    thoughts: list[str] = []
     calls: list[tuple[str, str]] = []
     results: list[tuple[str, bool]] = []
     for block in blocks:
         kind = block.get("type")
         if kind == "text":
             texts.append(str(block.get("text", "")))
+        elif kind == "reasoning" and block.get("text"):
+            thoughts.append(str(block["text"]))
         elif kind == "tool_use":
             calls.append((str(block.get("name", "")), _arguments_text(block.get("input", block.get("arguments")))))
         elif kind == "tool_result":
@@ -178,6 +183,7 @@ def _history_entry(data: Mapping[str, Any]) -> HistoryEntry:
         tool_calls=tuple(calls),
         tool_results=tuple(results),
         status=_opt_str(data.get("status")),
+        reasoning="\n\n".join(thoughts),
     )
 
 
@@ -223,6 +229,7 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any]], Frame]] = {
     "session_deleted": lambda d: SessionDeleted(_str(d, "session_id")),
     "history": lambda d: History(_str(d, "session_id"), tuple(_history_entry(m) for m in d["messages"])),
     "text_delta": lambda d: TextDelta(_str(d, "text"), _opt_str(d.get("session_id"))),
+    "reasoning_delta": lambda d: ReasoningDelta(_str(d, "text"), _opt_str(d.get("session_id"))),
     "tool_call": lambda d: ToolCall(_str(d, "call_id"), _str(d, "name"), _arguments_text(d.get("arguments"))),
     "tool_approval_request": lambda d: ToolApprovalRequest(
         _str(d, "call_id"), _str(d, "name"), _arguments_text(d.get("arguments"))
