@@ -28,6 +28,8 @@ No message ever contains an API key: providers pass their key to `scrub()` befor
 
 from __future__ import annotations
 
+import base64
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
@@ -40,11 +42,30 @@ EXIT_UPSTREAM = 5
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace every occurrence of each secret (and of bearer tokens) in `text` with `***`."""
+    """Replace every occurrence of each secret (and of bearer tokens) in `text` with `***`: as written, lower- and
+    upper-cased, and base64-encoded (standard or URL-safe, at any alignment inside a longer encoded text)."""
     for secret in secrets:
         if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
+            for form in secret_forms(secret):
+                if form in text:
+                    text = text.replace(form, "***")
     return _BEARER.sub("Bearer ***", text)
+
+
+@functools.lru_cache(maxsize=64)
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """The ways a secret shows up in output that `scrub` recognises, longest first. Base64 pieces are the
+    characters that depend on the secret's bytes only, for each of the three byte alignments."""
+    forms = {secret, secret.lower(), secret.upper()}
+    raw = secret.encode()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode()
+        start = -(-offset * 8 // 6)  # the first character with no padding bits in it
+        end = (offset + len(raw)) * 8 // 6  # the last character with no bits of what follows
+        piece = encoded[start:end]
+        if len(piece) >= 8:
+            forms.update((piece, piece.replace("+", "-").replace("/", "_")))
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
 _BEARER = re.compile(r"Bearer\s+[A-Za-z0-9._\-]{8,}")

@@ -51,6 +51,33 @@ def test_scrubbed_env_drops_every_key_variable(tmp_path: Path) -> None:
     }
 
 
+def test_scrubbed_env_drops_variables_named_like_secrets_unless_passed(tmp_path: Path) -> None:
+    base = {
+        "PATH": "/usr/bin",
+        "GITHUB_TOKEN": "ghp_1",
+        "HF_TOKEN": "hf_2",
+        "AWS_SECRET_ACCESS_KEY": "aws-3",
+        "AWS_ACCESS_KEY_ID": "AKIA4",
+        "DB_PASSWORD": "pw-5",
+        "MY_CLIENT_SECRET_VALUE": "s-6",
+        "DATABASE_URL": "postgres://app:hunter2@db:5432/app",
+        "PLAIN_URL": "https://example.com/a:b",
+        "GOOGLE_APPLICATION_CREDENTIALS": "/home/me/sa.json",
+        "EDITOR": "vim",
+    }
+    shell = ShellSettings(pass_env=("GITHUB_TOKEN", "OPENAI_API_KEY"))
+    config = make_config(tmp_path, shell=shell)
+
+    env = scrubbed_env(config, {**base, "OPENAI_API_KEY": "sk-7"})
+
+    assert env == {
+        "PATH": "/usr/bin",
+        "GITHUB_TOKEN": "ghp_1",  # listed in pass_env
+        "PLAIN_URL": "https://example.com/a:b",
+        "EDITOR": "vim",
+    }  # a provider key never passes, even when listed
+
+
 def test_scrubbed_env_reads_the_process_environment_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-test-SECRET-0001")
     monkeypatch.setenv("T_KOMA_TEST_VISIBLE", "yes")
@@ -74,3 +101,10 @@ def test_tool_context_uses_the_configured_shell_settings(tmp_path: Path) -> None
     assert context.workspace == workspace
     assert (context.timeout_seconds, context.output_cap_bytes) == (5.0, 4096)
     assert dict(context.env) == {"PATH": "/bin"}
+
+
+def test_tool_context_carries_the_key_values_to_redact_but_never_shows_them(tmp_path: Path) -> None:
+    context = tool_context(make_config(tmp_path, secrets={"OPENROUTER_API_KEY": "sk-or-test-SECRET-0001"}))
+
+    assert context.secrets == ("sk-or-test-SECRET-0001",)
+    assert "sk-or-test-SECRET-0001" not in repr(context)

@@ -55,6 +55,9 @@ def cli(ctx: click.Context) -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: user errors become one line on stderr and an exit code, never a traceback."""
+    from t_koma.cli.process import protect_process
+
+    protect_process()
     try:
         return cli.main(args=argv, prog_name="t-koma", standalone_mode=False)
     except click.exceptions.Abort:

@@ -475,7 +475,7 @@ def _gateway(table: _Table) -> GatewaySettings:
 
 
 def _shell(tools: _Table, config_dir: Path) -> ShellSettings:
-    table = tools.table("shell", ("workspace", "timeout_seconds", "approval", "output_cap_bytes"))
+    table = tools.table("shell", ("workspace", "timeout_seconds", "approval", "output_cap_bytes", "pass_env"))
     defaults = ShellSettings()
     workspace = table.string("workspace", '"~/work"')
     timeout = table.number("timeout_seconds", minimum=0.001)
@@ -484,6 +484,7 @@ def _shell(tools: _Table, config_dir: Path) -> ShellSettings:
         timeout_seconds=timeout if timeout is not None else defaults.timeout_seconds,
         approval=_or(table.choice("approval", _APPROVALS), defaults.approval),
         output_cap_bytes=_or(table.integer("output_cap_bytes"), defaults.output_cap_bytes),
+        pass_env=_or(table.string_list("pass_env", '["GITHUB_TOKEN"]'), defaults.pass_env),
     )
 
 

@@ -85,6 +85,8 @@ class ShellSettings:
     timeout_seconds: float = 120.0
     approval: Approval = "ask"
     output_cap_bytes: int = 32 * 1024
+    pass_env: tuple[str, ...] = ()
+    """Variables named like secrets (`*_TOKEN`, `AWS_*` …) that tools may still see; provider keys never."""
 
 
 @dataclass(frozen=True, slots=True)

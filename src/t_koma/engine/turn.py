@@ -33,7 +33,7 @@ from t_koma.engine.events import (
 )
 from t_koma.engine.fallback import Attempt, ChainWalk, FallbackChain
 from t_koma.engine.history import clean_content
-from t_koma.errors import InvalidResponseError, ReasoningExhaustedError, TKomaError
+from t_koma.errors import InvalidResponseError, ReasoningExhaustedError, TKomaError, scrub
 from t_koma.messages import (
     ConversationRequest,
     Finish,
@@ -240,10 +240,13 @@ class Turn:
         denial = await self.gate.denial(tool, ToolCallRequest(call.id, call.name, arguments))
         if denial is not None:
             return ToolResult(denial, is_error=True)
+        context = self.deps.tool_context
         try:
-            return await tool.run(call.input, self.deps.tool_context)
+            result = await tool.run(call.input, context)
         except Exception as exc:  # a broken tool must not end the turn: the model sees what went wrong
-            return ToolResult(f"Error: {call.name} failed: {type(exc).__name__}: {exc}", is_error=True)
+            result = ToolResult(f"Error: {call.name} failed: {type(exc).__name__}: {exc}", is_error=True)
+        # A command can print a key (`cat .env`, `env | base64`): redacted before it goes upstream, is stored or shown.
+        return ToolResult(scrub(result.content, context.secrets), result.is_error) if context.secrets else result
 
     async def _leave_unrun(self, calls: Sequence[ToolUseBlock]) -> None:
         """`max_steps` reached: list the calls unexecuted, and tell the model in history why they were not run."""

@@ -14,12 +14,14 @@ from t_koma.messages import ToolDefinition
 @dataclass(frozen=True, slots=True)
 class ToolContext:
     """Where and how a tool runs. `env` is the environment for child processes, already stripped of every
-    provider key variable."""
+    provider key and every variable named like a secret; `secrets` are the values no tool output may carry (the
+    engine redacts them before the output goes upstream, to the store or to clients)."""
 
     workspace: Path
     env: Mapping[str, str]
     timeout_seconds: float = 120.0
     output_cap_bytes: int = 32 * 1024
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
