@@ -26,7 +26,7 @@ import pytest
 
 from t_koma.client.autostart import probe
 from tests.fakes.openrouter import TEST_KEY, FakeUpstream
-from tests.fakes.replies import Usage, text_reply, tool_call_reply
+from tests.fakes.replies import Thought, Usage, text_reply, tool_call_reply
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds processes through /proc")
 
@@ -288,3 +288,31 @@ def test_tool_call_round_trip_with_approval_through_a_running_gateway(
         "content": "exit code: 0\nstdout:\nmarker-42",
     }
     assert (Path.cwd() / "proof.txt").read_text() == "marker-42\n"  # ran in the gateway's workspace
+
+
+def test_reasoning_streams_into_a_folded_thinking_block_through_a_running_gateway(
+    gateway: str, fake_openrouter: FakeUpstream
+) -> None:
+    fake = fake_openrouter.app
+    thought = Thought("\n".join(f"Step {i}: think \x1b]0;pwned\x07harder." for i in range(1, 7)), signature="sig-1")
+    usage = Usage(input_tokens=300, output_tokens=1500, reasoning_tokens=1400, cost=0.003)
+    fake.enqueue(text_reply("Forty-two.", usage=usage, reasoning=[thought], chunk_size=7))
+    child = spawn_chat("--no-autostart", "--model", "openrouter/anthropic/claude-sonnet-4.5")
+    try:
+        child.expect("/help for commands")
+        child.send("/reasoning high\r")
+        child.expect("reasoning: high for the next messages")
+        child.send("think it through\r")
+        child.expect("✻ thinking")
+        child.expect(rf"│ Step 3: think harder\.{ESC}\s*{ESC}\s*│ … 3 more lines — /thinking to expand")
+        child.expect("Forty-two.")
+        child.expect(r"tokens 300 in / 1,500 out · 1,400 reasoning · \$0\.0030")
+        child.expect(rf"reasoning high{ESC} │ .*session ↑300 ↓1\.5k · 1\.4k reasoning")
+        child.send("/thinking\r")
+        child.expect(r"Step 6: think harder\.")
+        transcript = quit_chat(child)
+    finally:
+        child.close(force=True)
+    assert "pwned" not in transcript and "\x1b]0;" not in transcript
+    [request] = fake.chat_requests
+    assert request.body is not None and request.body["reasoning"] == {"effort": "high"}
