@@ -18,8 +18,12 @@ _UNSAFE = re.compile(
 )
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""Every sequence above starts with one of these: text without any (the usual case) is returned as it is."""
+
+
 def terminal_safe(text: str) -> str:
     """`text` without escape sequences or control characters (newlines and tabs are kept)."""
-    if text.isprintable():  # the common case: nothing to look for (newlines and tabs are not printable)
+    if _CONTROL.search(text) is None:
         return text
     return _UNSAFE.sub("", text)
