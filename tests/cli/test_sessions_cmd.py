@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from t_koma.messages import ProviderUsage, TextBlock, ToolResultBlock, ToolUseBlock
+from t_koma.messages import ProviderUsage, ReasoningBlock, TextBlock, ToolResultBlock, ToolUseBlock
 from t_koma.store.base import UsageRecord
 from t_koma.store.sqlite import SqliteStore
 
@@ -115,3 +115,34 @@ def test_history_last_without_sessions_says_how_to_start_one() -> None:
     done = t_koma("history", "last")
 
     assert done.returncode == 2 and "t-koma ask" in done.stderr
+
+
+async def populate_reasoning() -> str:
+    """A session whose answer carries reasoning: a three-line thought with escape sequences, and an opaque item."""
+    store = await SqliteStore.open(database())
+    try:
+        session = await store.create_session("Think first")
+        await store.append_message(session.id, "user", (TextBlock("Think first"),))
+        thought = ReasoningBlock(
+            "openrouter", "text", "\x1b]0;pwned\x07Weigh the options.\n\nOption A\x1b[2J.\nOption B.", signature="s1"
+        )
+        opaque = ReasoningBlock("openrouter", "encrypted", data="b3BhcXVl", format="google-gemini-v1", index=1)
+        content = (thought, opaque, TextBlock("B\x1b[31m wins."))
+        await store.append_message(session.id, "assistant", content, model="google/gemini-3-pro-preview")
+        return session.id
+    finally:
+        await store.close()
+
+
+def test_history_folds_reasoning_into_one_line_and_json_keeps_every_block() -> None:
+    session_id = asyncio.run(populate_reasoning())
+
+    text = t_koma("history", session_id).stdout
+    as_json = json.loads(t_koma("history", session_id, "--json").stdout)
+
+    assert "thinking: Weigh the options. … (3 lines)\nB wins." in text
+    assert "Option B" not in text and "\x1b" not in text
+    blocks = as_json["messages"][1]["content"]
+    assert [block["type"] for block in blocks] == ["reasoning", "reasoning", "text"]
+    assert blocks[0]["text"].endswith("Option B.") and blocks[0]["signature"] == "s1"
+    assert (blocks[1]["kind"], blocks[1]["data"], blocks[1]["index"]) == ("encrypted", "b3BhcXVl", 1)

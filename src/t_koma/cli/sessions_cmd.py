@@ -1,6 +1,8 @@
 """`t-koma sessions` and `t-koma history`: read the stored conversations (the SQLite file in the data dir).
 
-Neither command needs a provider key, and neither creates the database when there is none yet."""
+Neither command needs a provider key, and neither creates the database when there is none yet. `history` shows an
+assistant message's stored reasoning folded to one dim line ("thinking: first line … (N lines)"); `--json` keeps
+every block. Stored text is model output: it goes through `terminal_safe` before it is printed."""
 
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from t_koma.cli.ask_render import shorten
 from t_koma.cli.output import fail_json, print_json
+from t_koma.client.sanitize import terminal_safe
 from t_koma.client.status import format_cost
 from t_koma.config.loader import load_config
 from t_koma.errors import SessionNotFoundError, TKomaError
-from t_koma.messages import TextBlock, ToolResultBlock, ToolUseBlock, block_to_dict
+from t_koma.messages import ReasoningBlock, TextBlock, ToolResultBlock, ToolUseBlock, block_to_dict, reasoning_text
 from t_koma.store.base import SessionInfo, SessionSummary, StoredMessage
 from t_koma.store.sqlite import SqliteStore
 
@@ -154,8 +158,8 @@ def _print_history(console: Console, session: SessionInfo, messages: list[Stored
     for message in messages:
         console.print()
         console.print(escape(_heading(message)), style="bold cyan" if message.role == "user" else "bold green")
-        for line in _block_lines(message):
-            console.print(escape(line), soft_wrap=True)
+        for line, style in _block_lines(message):
+            console.print(escape(terminal_safe(line)), style=style, soft_wrap=True)
 
 
 def _heading(message: StoredMessage) -> str:
@@ -167,19 +171,31 @@ def _heading(message: StoredMessage) -> str:
     return f"[{' · '.join(parts)}] {_when(message.created_at)}"
 
 
-def _block_lines(message: StoredMessage) -> list[str]:
-    lines: list[str] = []
+def _block_lines(message: StoredMessage) -> list[tuple[str, str | None]]:
+    """The message's lines to print, each with its style; its reasoning first, folded to one dim line."""
+    lines: list[tuple[str, str | None]] = []
+    if any(isinstance(block, ReasoningBlock) for block in message.content):
+        lines.append((folded_reasoning(reasoning_text(message.content)), "dim"))
     for block in message.content:
         if isinstance(block, TextBlock):
-            lines.append(block.text)
+            lines.append((block.text, None))
         elif isinstance(block, ToolUseBlock):
             arguments = block.raw_arguments if block.arguments_error else json.dumps(block.input, ensure_ascii=False)
-            lines.append(f"-> {block.name} {arguments}")
+            lines.append((f"-> {block.name} {arguments}", None))
         elif isinstance(block, ToolResultBlock):
             label = "error" if block.is_error else "result"
-            lines.append(f"<- {label} ({block.tool_use_id}):")
-            lines.extend(f"   {line}" for line in block.content.splitlines() or [""])
+            lines.append((f"<- {label} ({block.tool_use_id}):", None))
+            lines.extend((f"   {line}", None) for line in block.content.splitlines() or [""])
     return lines
+
+
+def folded_reasoning(text: str) -> str:
+    """Reasoning as one line: `thinking: <first line> … (N lines)`; opaque reasoning has no readable text."""
+    lines = [line.strip() for line in terminal_safe(text).splitlines() if line.strip()]
+    if not lines:
+        return "thinking: (not readable: encrypted or redacted)"
+    more = f" … ({len(lines)} lines)" if len(lines) > 1 else ""
+    return f"thinking: {shorten(lines[0])}{more}"
 
 
 def _console() -> Console:
