@@ -15,11 +15,32 @@ from typing import Any
 import pexpect
 import pytest
 
+from t_koma.cli.ask_render import DIM, RESET
+from t_koma.errors import ReasoningExhaustedError
 from tests.engine.support import query, write_config
 from tests.fakes.openrouter import TEST_KEY, FakeUpstream
-from tests.fakes.replies import StallReply, error_reply, midstream_error_reply, text_reply, tool_call_reply
+from tests.fakes.replies import (
+    StallReply,
+    Thought,
+    Usage,
+    error_reply,
+    midstream_error_reply,
+    text_reply,
+    tool_call_reply,
+)
 
-JSON_KEYS = {"provider", "model", "text", "stop_reason", "session_id", "steps", "tool_calls", "fallbacks", "usage"}
+JSON_KEYS = {
+    "provider",
+    "model",
+    "text",
+    "reasoning",
+    "stop_reason",
+    "session_id",
+    "steps",
+    "tool_calls",
+    "fallbacks",
+    "usage",
+}
 USAGE_KEYS = {"input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "reasoning_tokens", "cost"}
 
 
@@ -320,3 +341,117 @@ def test_reaching_max_steps_says_so_on_stderr(fake_openrouter: FakeUpstream) -> 
 
     assert done.returncode == 0
     assert "step limit" in done.stderr and "1 tool call(s) not run" in done.stderr
+
+
+# --- reasoning ----------------------------------------------------------------------------------------------
+
+GEMINI = '\n[models.gemini]\nprovider = "openrouter"\nmodel = "google/gemini-3-pro-preview"\n'
+PLAN = Thought("I should run it first.", signature="sig-plan")
+CHECK = Thought("The output says via-reasoning.", signature="sig-check")
+
+
+def reasoning_loop(fake: FakeUpstream) -> None:
+    """Two steps of a tool loop on Gemini 3, each reasoning first (the fake refuses step 2 without step 1's)."""
+    write_config(approval="ask", extra=GEMINI)
+    fake.app.enqueue(
+        tool_call_reply(
+            [shell("c1", "echo via-reasoning")], reasoning=[PLAN], usage=Usage(10, 20, reasoning_tokens=15)
+        ),
+        text_reply("It said via-reasoning.", reasoning=[CHECK], usage=Usage(30, 8, reasoning_tokens=5)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("level", "sent"),
+    [("high", {"effort": "high"}), ("8000", {"max_tokens": 8000}), ("off", {"effort": "none"})],
+)
+def test_reasoning_level_reaches_the_upstream(fake_openrouter: FakeUpstream, level: str, sent: dict[str, Any]) -> None:
+    write_config(approval="ask", extra=GEMINI)
+
+    done = t_koma("ask", "-m", "gemini", "--reasoning", level, "Hi")
+
+    assert done.returncode == 0, done.stderr
+    assert fake_openrouter.app.last_body["reasoning"] == sent
+
+
+def test_a_bad_reasoning_level_is_a_usage_error(fake_openrouter: FakeUpstream) -> None:
+    done = t_koma("ask", "--reasoning", "extreme", "Hi")
+
+    assert (done.returncode, done.stdout) == (2, "")
+    [error] = [line for line in done.stderr.splitlines() if "Error" in line]
+    assert "'--reasoning'" in error and "none, minimal, low, medium, high, xhigh, off, on" in error
+    assert fake_openrouter.app.chat_requests == []
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+def test_json_has_the_turns_reasoning_and_reasoning_tokens(fake_openrouter: FakeUpstream, stream: bool) -> None:
+    reasoning_loop(fake_openrouter)
+
+    done = t_koma("ask", "--json", "--yes", "-m", "gemini", *([] if stream else ["--no-stream"]), "Run it")
+
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert set(payload) == JSON_KEYS
+    assert payload["reasoning"] == f"{PLAN.text}\n\n{CHECK.text}"
+    assert (payload["usage"]["reasoning_tokens"], payload["usage"]["output_tokens"]) == (20, 28)
+    assert payload["text"] == "It said via-reasoning." and done.stderr == ""
+
+
+def test_json_reasoning_is_null_without_reasoning(fake_openrouter: FakeUpstream) -> None:
+    payload = json.loads(t_koma("ask", "--json", "Hi").stdout)
+
+    assert payload["reasoning"] is None and payload["usage"]["reasoning_tokens"] is None
+
+
+def test_show_reasoning_streams_it_to_stderr_only(fake_openrouter: FakeUpstream) -> None:
+    reasoning_loop(fake_openrouter)
+
+    shown = t_koma("ask", "--yes", "-m", "gemini", "--show-reasoning", "Run it")
+    reasoning_loop(fake_openrouter)
+    hidden = t_koma("ask", "--yes", "-m", "gemini", "Run it")
+
+    assert shown.returncode == hidden.returncode == 0
+    assert shown.stdout == hidden.stdout == "It said via-reasoning.\n"
+    assert shown.stderr.startswith(PLAN.text + "\n[tool] run_shell_command: echo via-reasoning\n")
+    assert CHECK.text + "\n" in shown.stderr and "\x1b" not in shown.stderr  # a pipe gets no dimming
+    assert PLAN.text not in hidden.stderr and CHECK.text not in hidden.stderr
+
+
+def test_show_reasoning_on_a_terminal_is_dimmed_and_neutralised(fake_openrouter: FakeUpstream) -> None:
+    write_config(approval="ask", extra=GEMINI)
+    hostile = Thought("\x1b]0;retitled\x07Pondering\x1b[2J deeply\r.", signature="sig-1")
+    fake_openrouter.app.enqueue(text_reply("Answer\x1b[31m here.", reasoning=[hostile]))
+    child = pexpect.spawn(
+        sys.executable, ["-m", "t_koma", "ask", "-m", "gemini", "--show-reasoning", "Hi"], encoding="utf-8", timeout=20
+    )
+    try:
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+
+    output = child.before
+    assert child.exitstatus == 0
+    assert DIM in output
+    visible = output.replace(DIM, "").replace(RESET, "")
+    assert "\x1b" not in visible and "\x07" not in visible
+    # The model's escapes and its \r are gone (a sequence split between two deltas leaves harmless letters);
+    # the reasoning's line is closed before the answer starts (the pty shows \n as \r\n).
+    assert visible.index("Pondering") < visible.index("deeply.\r\nAnswer") < visible.index("here.\r\n")
+
+
+def test_reasoning_that_uses_every_token_is_a_clear_error(fake_openrouter: FakeUpstream) -> None:
+    write_config(approval="ask", extra=GEMINI)
+    exhausted = text_reply(
+        "", stop="max_tokens", reasoning=[Thought("So much to consider...")], usage=Usage(9, 64, reasoning_tokens=64)
+    )
+    fake_openrouter.app.enqueue(exhausted)
+    as_text = t_koma("ask", "-m", "gemini", "Think hard")
+    fake_openrouter.app.enqueue(exhausted)
+    as_json = t_koma("ask", "-m", "gemini", "--json", "Think hard")
+
+    assert as_text.returncode == as_json.returncode == ReasoningExhaustedError.exit_code
+    assert as_text.stdout == ""
+    [line] = as_text.stderr.splitlines()
+    assert line.startswith("t-koma: ") and "reasoning used all 64 output tokens" in line and "--reasoning low" in line
+    error = json.loads(as_json.stdout)["error"]
+    assert error["type"] == "reasoning_exhausted" and "all 64 output tokens" in error["message"]

@@ -1,7 +1,8 @@
 """`t-koma ask`: one agent turn from a shell or a script, through the engine (sessions, tools, fallback chain).
 
-Text streams to stdout as it arrives; tool calls, their results, approvals and fallbacks go to stderr, so that
-stdout stays the answer. `--json` prints nothing but one object at the end (docs/CONTRACTS.md, issue 3 §8).
+Text streams to stdout as it arrives; tool calls, their results, approvals, fallbacks and (with
+`--show-reasoning`) the model's reasoning go to stderr, so that stdout stays the answer. `--json` prints nothing
+but one object at the end (docs/CONTRACTS.md, issue 3 §8).
 """
 
 from __future__ import annotations
@@ -22,10 +23,25 @@ from t_koma.config.model import Config
 from t_koma.engine.engine import Engine
 from t_koma.engine.events import TurnRequest, TurnResult
 from t_koma.errors import ConfigError, SessionNotFoundError, TKomaError, TurnCancelledError
+from t_koma.messages import ReasoningConfig, parse_reasoning_level
 from t_koma.providers.factory import ModelResolver, normalize_provider_name
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+
+
+class ReasoningLevel(click.ParamType[ReasoningConfig]):
+    """`--reasoning LEVEL`: an effort level, off, on, or a token budget (`messages.parse_reasoning_level`)."""
+
+    name = "level"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> ReasoningConfig:
+        if isinstance(value, ReasoningConfig):
+            return value
+        try:
+            return parse_reasoning_level(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 @click.command("ask")
@@ -38,6 +54,13 @@ EXIT_TERMINATED = 143
 @click.option("--max-steps", type=click.IntRange(min=1), metavar="N", help="Most model calls in this turn.")
 @click.option("--no-tools", is_flag=True, help="Offer no tools to the model.")
 @click.option("--yes", "-y", "auto_approve", is_flag=True, help="Run tool calls without asking.")
+@click.option(
+    "--reasoning",
+    type=ReasoningLevel(),
+    metavar="LEVEL",
+    help="Reasoning for this turn: none|minimal|low|medium|high|xhigh, off, on, or a token budget (e.g. 8000).",
+)
+@click.option("--show-reasoning", is_flag=True, help="Stream the model's reasoning to stderr (dimmed).")
 @click.argument("prompt")
 def ask(
     model: str | None,
@@ -49,11 +72,25 @@ def ask(
     max_steps: int | None,
     no_tools: bool,
     auto_approve: bool,
+    reasoning: ReasoningConfig | None,
+    show_reasoning: bool,
     prompt: str,
 ) -> None:
     """Run one turn and print the answer. PROMPT `-` reads the prompt from stdin."""
     text = _read_prompt(prompt)
-    options = _Options(model, provider, system, not no_stream, as_json, session, max_steps, not no_tools, auto_approve)
+    options = _Options(
+        model,
+        provider,
+        system,
+        not no_stream,
+        as_json,
+        session,
+        max_steps,
+        not no_tools,
+        auto_approve,
+        reasoning,
+        show_reasoning,
+    )
     try:
         result = _run(text, options)
     except TKomaError as exc:
@@ -81,6 +118,8 @@ class _Options:
     max_steps: int | None
     tools: bool
     auto_approve: bool
+    reasoning: ReasoningConfig | None
+    show_reasoning: bool
 
 
 def _read_prompt(prompt: str) -> str:
@@ -106,7 +145,7 @@ async def _turn(
     try:
         await _validate_model_ids(engine, config, chain, provider)
         session_id = await _session_id(engine, options.session)
-        renderer = AskRenderer(quiet=options.as_json)
+        renderer = AskRenderer(quiet=options.as_json, show_reasoning=options.show_reasoning)
         approval = None
         if not options.auto_approve and config.shell.approval == "ask" and sys.stdin.isatty():
             approval = TerminalApproval(renderer)
@@ -118,11 +157,15 @@ async def _turn(
             system=options.system,
             tools_enabled=options.tools,
             max_steps=options.max_steps,
+            reasoning=options.reasoning,
             stream=options.stream,
             approval=approval,
             auto_approve=options.auto_approve,
         )
-        result = await engine.run_turn(request, renderer)
+        try:
+            result = await engine.run_turn(request, renderer)
+        finally:
+            renderer.end_lines()  # before any error or cancel message reaches the terminal
         renderer.finish(result)
         return result
     finally:
@@ -195,6 +238,7 @@ def result_payload(result: TurnResult) -> dict[str, Any]:
         "provider": result.provider,
         "model": result.model,
         "text": result.text,
+        "reasoning": result.reasoning,
         "stop_reason": result.stop_reason,
         "session_id": result.session_id,
         "steps": result.steps,

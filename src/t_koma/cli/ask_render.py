@@ -1,5 +1,10 @@
 """How `t-koma ask` shows a turn: the answer streams to stdout; tool calls, results, fallbacks and approval
-prompts go to stderr, one short line each, so that stdout stays the model's text."""
+prompts go to stderr, one short line each, so that stdout stays the model's text. With `--show-reasoning` the
+model's reasoning streams to stderr too, dimmed on a terminal.
+
+Model output is hostile: whatever reaches a terminal (the answer when stdout is one, reasoning and notes always)
+goes through `terminal_safe` first, so that it cannot move the cursor, retitle the window or worse. A piped answer
+is left byte for byte as the model wrote it."""
 
 from __future__ import annotations
 
@@ -9,10 +14,12 @@ import os
 import sys
 from typing import TextIO
 
+from t_koma.client.sanitize import terminal_safe
 from t_koma.engine.events import (
     ApprovalDecision,
     EngineEvent,
     FallbackEvent,
+    ReasoningDeltaEvent,
     StepUsage,
     TextDeltaEvent,
     ToolCallRequest,
@@ -23,16 +30,30 @@ from t_koma.engine.events import (
 
 SUMMARY_CHARS = 160
 RESULT_LINES = 3
+DIM = "\x1b[2m"
+RESET = "\x1b[0m"
 
 
 class AskRenderer:
-    """The engine's event sink for `ask`. With `quiet` (`--json`) nothing is written."""
+    """The engine's event sink for `ask`. With `quiet` (`--json`) nothing is written; reasoning is written only
+    with `show_reasoning`."""
 
-    def __init__(self, *, quiet: bool, out: TextIO | None = None, err: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        quiet: bool,
+        show_reasoning: bool = False,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+    ) -> None:
         self.quiet = quiet
+        self.show_reasoning = show_reasoning
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        self._out_tty = is_terminal(self.out)
+        self._err_tty = is_terminal(self.err)
         self._line_open = False
+        self._thinking_open = False
         self._step_has_text = False
 
     async def __call__(self, event: EngineEvent) -> None:
@@ -40,6 +61,8 @@ class AskRenderer:
             return
         if isinstance(event, TextDeltaEvent):
             self._text(event.text)
+        elif isinstance(event, ReasoningDeltaEvent):
+            self._reasoning(event.text)
         elif isinstance(event, ToolCallStarted):
             self.note(f"[tool] {event.name}: {call_summary(event.name, event.arguments)}")
         elif isinstance(event, ToolResultEvent):
@@ -50,11 +73,31 @@ class AskRenderer:
             self._step_has_text = False
 
     def _text(self, text: str) -> None:
+        if self._out_tty:
+            text = terminal_safe(text)
         if not text:
             return
+        self._end_thinking()
         self._write_out(text)
         self._line_open = not text.endswith("\n")
         self._step_has_text = True
+
+    def _reasoning(self, text: str) -> None:
+        """A piece of reasoning on stderr: neutralised, dimmed on a terminal, never mixed into the answer's line."""
+        text = terminal_safe(text) if self.show_reasoning else ""
+        if not text:
+            return
+        self.end_line()
+        self.err.write(f"{DIM}{text}{RESET}" if self._err_tty else text)
+        self.err.flush()
+        self._thinking_open = not text.endswith("\n")
+
+    def _end_thinking(self) -> None:
+        """Close a half-written line of reasoning before anything else is written."""
+        if self._thinking_open:
+            self.err.write("\n")
+            self.err.flush()
+            self._thinking_open = False
 
     def _write_out(self, text: str) -> None:
         """stdout may be a pipe whose reader left (`| head -1`): the turn goes on (it is stored), unprinted."""
@@ -78,15 +121,20 @@ class AskRenderer:
             self._write_out("\n")
             self._line_open = False
 
-    def note(self, line: str) -> None:
+    def end_lines(self) -> None:
+        """Close whatever line is half-written, the answer's or the reasoning's."""
         self.end_line()
-        self.err.write(line + "\n")
+        self._end_thinking()
+
+    def note(self, line: str) -> None:
+        self.end_lines()
+        self.err.write(terminal_safe(line) + "\n")
         self.err.flush()
 
     def finish(self, result: TurnResult) -> None:
         if self.quiet:
             return
-        self.end_line()
+        self.end_lines()
         if result.stop_reason == "max_steps":
             unrun = sum(1 for call in result.tool_calls if call.result is None)
             self.note(
@@ -103,9 +151,10 @@ class TerminalApproval:
         self.stdin = stdin or sys.stdin
 
     async def __call__(self, call: ToolCallRequest) -> ApprovalDecision:
-        self.renderer.end_line()
+        self.renderer.end_lines()
         err = self.renderer.err
-        question = f"Run {call.name}: {call_summary(call.name, call.arguments)}? [y]es / [n]o / [a]lways: "
+        summary = call_summary(call.name, call.arguments)
+        question = terminal_safe(f"Run {call.name}: {summary}? [y]es / [n]o / [a]lways: ")
         while True:
             err.write(question)
             err.flush()
@@ -135,6 +184,13 @@ async def read_line(stream: TextIO) -> str:
     finally:
         loop.remove_reader(fd)
     return stream.readline()
+
+
+def is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except ValueError:  # a closed stream
+        return False
 
 
 def call_summary(name: str, arguments: str) -> str:
