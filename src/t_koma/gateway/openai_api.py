@@ -27,9 +27,16 @@ from t_koma.errors import (
 )
 from t_koma.gateway.access import check_http
 from t_koma.gateway.event_stream import EventStream
-from t_koma.gateway.openai_convert import ChunkWriter, RequestError, completion, finish_reason, parse_request
+from t_koma.gateway.openai_convert import (
+    ChunkWriter,
+    RequestError,
+    completion,
+    finish_reason,
+    parse_request,
+    reasoning_details,
+)
 from t_koma.gateway.state import GatewayState
-from t_koma.messages import Finish, JSONObject, TextDelta, ToolCallEvent, UsageEvent
+from t_koma.messages import Finish, JSONObject, ReasoningDelta, TextDelta, ToolCallEvent, UsageEvent
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +130,8 @@ async def _sse(
         while event is not None:
             if isinstance(event, TextDelta):
                 yield writer.text(event.text)
+            elif isinstance(event, ReasoningDelta):
+                yield writer.reasoning(event.text)
             elif isinstance(event, ToolCallEvent):
                 yield writer.tool_call(tool_calls, event.call)
                 tool_calls += 1
@@ -132,6 +141,9 @@ async def _sse(
                 response = event.response
                 if response.model:
                     writer.set_model(response.model)
+                details = reasoning_details(response.reasoning)
+                if details:  # complete items in one delta (clients merge deltas by index)
+                    yield writer.reasoning_details(details)
                 yield writer.finish(finish_reason(response.stop_reason, tool_calls > 0))
                 yield writer.usage(response.usage or usage)
             elif isinstance(event, ServedBy):

@@ -1,32 +1,45 @@
 """OpenAI chat-completions JSON ↔ t-koma's typed models, for `/v1/chat/completions`: the request body becomes a
 `ConversationRequest` plus the model chain; a `ProviderResponse` or stream events become OpenAI-shaped JSON.
-Nothing else in the gateway touches the OpenAI wire format."""
+Nothing else in the gateway touches the OpenAI wire format.
+
+Reasoning uses OpenRouter's shapes both ways: the `reasoning` object and `reasoning_effort` become the request's
+`ReasoningConfig`; an assistant message's `reasoning_details` (or, without them, its `reasoning` /
+`reasoning_content` text) become its `ReasoningBlock`s, which the provider sends back where they can be verified;
+responses carry `message.reasoning` (readable text) and `message.reasoning_details` (every item, opaque ones
+included), streamed as `delta.reasoning` pieces and one complete `delta.reasoning_details` before the finish."""
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from t_koma.errors import TKomaError
 from t_koma.messages import (
+    REASONING_EFFORTS,
     ContentBlock,
     ConversationRequest,
     JSONObject,
     Message,
     ProviderResponse,
     ProviderUsage,
+    ReasoningBlock,
+    ReasoningConfig,
+    ReasoningEffort,
     Role,
     SystemBlock,
     TextBlock,
     ToolDefinition,
     ToolResultBlock,
     ToolUseBlock,
+    reasoning_text,
 )
+from t_koma.providers.anthropic_wire import THINKING_FORMAT
+from t_koma.providers.reasoning import block_from_detail, reasoning_detail
 
 DEFAULT_MODEL_NAMES = ("default", "t-koma")
 _MAPPED_FIELDS = frozenset(
@@ -40,8 +53,11 @@ _MAPPED_FIELDS = frozenset(
         "max_completion_tokens",
         "stream",
         "stream_options",
+        "reasoning",
+        "reasoning_effort",
     }
 )
+_REASONING_KEYS = ("effort", "max_tokens", "exclude", "enabled")
 _FINISH_REASONS = {
     "stop": "stop",
     "end_turn": "stop",
@@ -97,9 +113,62 @@ def parse_request(body: bytes, default_chain: tuple[str, ...]) -> ChatCompletion
         tools=_tools(data.get("tools")),
         tool_choice=_tool_choice(data.get("tool_choice")),
         max_tokens=max_tokens,
+        reasoning=_reasoning(data.get("reasoning"), data.get("reasoning_effort")),
         extra={key: value for key, value in data.items() if key not in _MAPPED_FIELDS},
     )
     return ChatCompletionRequest(model.strip(), chain, stream, conversation)
+
+
+def _reasoning(raw: Any, effort: Any) -> ReasoningConfig | None:
+    """`reasoning` (OpenRouter's object) and `reasoning_effort` (OpenAI's string) as one setting; None when the
+    caller sent neither. An effort in both must agree; `effort` and `max_tokens` exclude each other."""
+    config = _reasoning_object(raw)
+    if effort is None:
+        return config
+    level = _effort(effort, "reasoning_effort")
+    if config is None:
+        return ReasoningConfig(effort=level)
+    if config.max_tokens is not None or config.effort not in (None, level):
+        raise RequestError("send one reasoning amount: 'reasoning_effort' or 'reasoning'", param="reasoning_effort")
+    return ReasoningConfig(effort=level, exclude=config.exclude, enabled=config.enabled)
+
+
+def _reasoning_object(raw: Any) -> ReasoningConfig | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise RequestError(f"'reasoning' must be an object with {_keys_text()}", param="reasoning")
+    unknown = sorted(set(raw) - set(_REASONING_KEYS))
+    if unknown:
+        raise RequestError(f"'reasoning' has unknown key {unknown[0]!r}; allowed: {_keys_text()}", param="reasoning")
+    effort = None if raw.get("effort") is None else _effort(raw["effort"], "reasoning.effort")
+    budget = raw.get("max_tokens")
+    if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 1):
+        raise RequestError("'reasoning.max_tokens' must be a positive integer", param="reasoning")
+    if effort is not None and budget is not None:
+        raise RequestError("'reasoning' takes 'effort' or 'max_tokens', not both", param="reasoning")
+    return ReasoningConfig(
+        effort=effort, max_tokens=budget, exclude=_flag(raw, "exclude"), enabled=_flag(raw, "enabled")
+    )
+
+
+def _effort(value: Any, name: str) -> ReasoningEffort:
+    for effort in REASONING_EFFORTS:
+        if value == effort:
+            return effort
+    allowed = ", ".join(REASONING_EFFORTS)
+    raise RequestError(f"'{name}' must be one of {allowed} (got {value!r})", param=name.split(".")[0])
+
+
+def _flag(raw: dict[str, Any], key: str) -> bool | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise RequestError(f"'reasoning.{key}' must be a boolean", param="reasoning")
+    return value
+
+
+def _keys_text() -> str:
+    return ", ".join(_REASONING_KEYS)
 
 
 def _chain(model: str, extra_models: Any, default_chain: tuple[str, ...]) -> tuple[str, ...]:
@@ -162,7 +231,7 @@ def _append(turns: list[tuple[Role, list[ContentBlock]]], role: Role, blocks: li
 
 
 def _assistant_blocks(item: Mapping[str, Any], where: str) -> list[ContentBlock]:
-    blocks: list[ContentBlock] = []
+    blocks: list[ContentBlock] = list(_reasoning_blocks(item, where))
     text = _text(item.get("content"), where)
     if text:
         blocks.append(TextBlock(text))
@@ -178,6 +247,39 @@ def _assistant_blocks(item: Mapping[str, Any], where: str) -> list[ContentBlock]
             raise RequestError(f"{where}: tool call function needs 'name' and string 'arguments'", param="messages")
         blocks.append(_tool_use(call["id"], name, arguments))
     return blocks
+
+
+def _reasoning_blocks(item: Mapping[str, Any], where: str) -> list[ReasoningBlock]:
+    """The reasoning a caller sends back on an assistant message: its `reasoning_details` items in order (items of
+    an unknown type are skipped); or, when it has none, its `reasoning` / `reasoning_content` text, which only an
+    OpenAI-compatible server takes back. An Anthropic-format item also becomes a native Anthropic block, placed
+    first, so that Claude's signed thinking survives the loop whether the chain reaches it natively or through
+    OpenRouter (each provider keeps only the blocks of its own origin)."""
+    details = item.get("reasoning_details")
+    if details is not None and not isinstance(details, list):
+        raise RequestError(f"{where}: 'reasoning_details' must be a list", param="messages")
+    items: list[ReasoningBlock] = []
+    for position, detail in enumerate(details or ()):
+        if not isinstance(detail, dict):
+            raise RequestError(f"{where}: reasoning_details[{position}] must be an object", param="messages")
+        block = block_from_detail(detail, None)
+        if block is not None:
+            items.append(block)
+    if items:
+        return [*(replace(block, origin="anthropic") for block in items if _anthropic_thinking(block)), *items]
+    plain = item.get("reasoning") or item.get("reasoning_content")
+    if plain is None or plain == "":
+        return []
+    if not isinstance(plain, str):
+        raise RequestError(f"{where}: 'reasoning' must be a string", param="messages")
+    return [ReasoningBlock(origin="openai", kind="text", text=plain, model=None)]
+
+
+def _anthropic_thinking(block: ReasoningBlock) -> bool:
+    """An item that is a complete Anthropic thinking block: signed text, or redacted (encrypted) data."""
+    if block.format != THINKING_FORMAT:
+        return False
+    return block.signature is not None if block.kind == "text" else block.kind == "encrypted" and block.data is not None
 
 
 def _tool_use(call_id: str, name: str, arguments: str) -> ToolUseBlock:
@@ -253,9 +355,46 @@ def usage_dict(usage: ProviderUsage | None) -> JSONObject:
     return out
 
 
+def reasoning_details(blocks: Iterable[ReasoningBlock]) -> list[JSONObject]:
+    """A response's `reasoning_details`: each block as an OpenRouter item (see `reasoning_item`), in order."""
+    items: list[JSONObject] = []
+    for block in blocks:
+        item = reasoning_item(block, len(items))
+        if item is not None:
+            items.append(item)
+    return items
+
+
+def reasoning_item(block: ReasoningBlock, position: int) -> JSONObject | None:
+    """One block as a `reasoning_details` item: an OpenRouter item exactly as it arrived; native Anthropic thinking
+    as OpenRouter shows Claude's (`reasoning.text` with its signature, or `reasoning.encrypted` for redacted
+    thinking; format `anthropic-claude-v1`, numbered by `position`). Plain `openai` text has no item form (None):
+    it is in `message.reasoning`, which callers send back as such."""
+    if block.origin == "openai":
+        return None
+    item = reasoning_detail(block)
+    if block.origin == "anthropic":
+        item.setdefault("format", THINKING_FORMAT)
+        item.setdefault("index", position)
+    return item
+
+
+def _add_reasoning(message: JSONObject, content: Sequence[ContentBlock]) -> None:
+    """`message.reasoning` (readable text, null when there is none) and `message.reasoning_details`, when the
+    response has any reasoning."""
+    blocks = [block for block in content if isinstance(block, ReasoningBlock)]
+    if not blocks:
+        return
+    message["reasoning"] = reasoning_text(blocks) or None
+    details = reasoning_details(blocks)
+    if details:
+        message["reasoning_details"] = details
+
+
 def completion(response: ProviderResponse, model: str) -> JSONObject:
     calls = response.tool_calls
     message: JSONObject = {"role": "assistant", "content": response.text if response.text or not calls else None}
+    _add_reasoning(message, response.content)
     if calls:
         message["tool_calls"] = [tool_call_dict(call) for call in calls]
     return {
@@ -300,6 +439,12 @@ class ChunkWriter:
 
     def text(self, text: str) -> bytes:
         return self._chunk({"content": text})
+
+    def reasoning(self, text: str) -> bytes:
+        return self._chunk({"reasoning": text})
+
+    def reasoning_details(self, items: list[JSONObject]) -> bytes:
+        return self._chunk({"reasoning_details": items})
 
     def tool_call(self, index: int, call: ToolUseBlock) -> bytes:
         return self._chunk({"tool_calls": [{"index": index, **tool_call_dict(call)}]})
