@@ -5,7 +5,11 @@ tests) play scripted replies from `tests.fakes.replies` the way OpenRouter does:
 PROCESSING` keep-alive comments, a final usage chunk that still carries a choice, `data: [DONE]`, whitespace
 before slow non-streaming JSON bodies, `{error: {code, message, metadata}}` error bodies, `Retry-After`, and an
 `X-Generation-Id` header. Every request is recorded. It is a raw ASGI app so that it controls exactly which bytes
-go out and when (a stall really sends nothing, and ends early when the client hangs up)."""
+go out and when (a stall really sends nothing, and ends early when the client hangs up).
+
+Reasoning (`TextReply.reasoning`) is played as `reasoning` + `reasoning_details`, streamed in pieces or whole. Like
+the real Gemini 3 behind OpenRouter, a `google/gemini-3…` request whose assistant tool-call message does not carry
+back, unchanged, the `reasoning_details` that came with those calls is refused with OpenRouter's 400."""
 
 from __future__ import annotations
 
@@ -23,11 +27,13 @@ import pytest
 
 from tests.fakes.openrouter_wire import (
     DEFAULT_MODELS,
+    GEMINI_REASONING_RAW,
     KEEPALIVE,
     compat_models,
     completion_body,
     error_body,
     midstream_error_body,
+    reasoning_details,
     stream_events,
     text_chunks,
 )
@@ -52,6 +58,8 @@ Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 _SSE = b"text/event-stream"
 _JSON = b"application/json"
+STRICT_REASONING_PREFIX = "google/gemini-3"
+"""Models whose tool loops fail without their reasoning details sent back (OpenRouter's Gemini 3 400)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +115,12 @@ class FakeOpenRouter:
     """The ASGI app. `enqueue` replies (one per chat call, in order; an empty queue answers with the default
     text reply); `requests` records every request; `models` is the catalog served by `/models` (OpenRouter's
     shape under `/api/v1`, the bare OpenAI shape under `/v1`); `enqueue_models` scripts `/models` answers
-    (error, garbage, stall) before falling back to `models`."""
+    (error, garbage, stall) before falling back to `models`. `produced_reasoning` maps each tool call id played
+    to the `reasoning_details` that came with it."""
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        self.produced_reasoning: dict[str, list[dict[str, Any]]] = {}
         self.models: list[dict[str, Any]] = [dict(model) for model in DEFAULT_MODELS]
         self._replies: deque[Reply] = deque()
         self._model_replies: deque[Reply] = deque()
@@ -150,7 +160,14 @@ class FakeOpenRouter:
         exchange = _Exchange(receive, send, f"gen-{next(self._ids)}-{int(time.time())}", model)
         route = path.removeprefix("/api")
         if route == "/v1/chat/completions" and scope["method"] == "POST":
+            if isinstance(body, dict) and self._lacks_reasoning(body):
+                await exchange.start(400, _JSON)
+                metadata = {"raw": GEMINI_REASONING_RAW, "provider_name": "Google AI Studio"}
+                await exchange.end(orjson.dumps(error_body(400, "Provider returned error", metadata)))
+                return
             reply = self._replies.popleft() if self._replies else text_reply()
+            if isinstance(reply, TextReply):
+                self._remember_reasoning(reply, exchange.generation_id)
             stream = isinstance(body, dict) and body.get("stream") is True
             await (self._play_stream(exchange, reply) if stream else self._play_json(exchange, reply))
         elif route == "/v1/models" and scope["method"] == "GET":
@@ -158,6 +175,30 @@ class FakeOpenRouter:
         else:
             await exchange.start(404, _JSON)
             await exchange.end(orjson.dumps(error_body(404, f"Not found: {path}")))
+
+    def _remember_reasoning(self, reply: TextReply, generation_id: str) -> None:
+        details = reasoning_details(reply.reasoning, generation_id)
+        for call in reply.tool_calls:
+            self.produced_reasoning[call.id] = details
+
+    def _lacks_reasoning(self, body: Mapping[str, Any]) -> bool:
+        """Gemini 3 only: in the current turn (after the last user message; Gemini checks no older calls), some
+        assistant tool-call message does not carry, identical, the reasoning details its calls came with (calls
+        this fake never played need some details at all: a signature to check)."""
+        messages = body.get("messages")
+        if not str(body.get("model", "")).startswith(STRICT_REASONING_PREFIX) or not isinstance(messages, list):
+            return False
+        for message in _current_turn(messages):
+            if not isinstance(message, dict) or message.get("role") != "assistant" or not message.get("tool_calls"):
+                continue
+            sent = message.get("reasoning_details") or []
+            if any(not self._verifies(call, sent) for call in message["tool_calls"]):
+                return True
+        return False
+
+    def _verifies(self, call: Any, sent: list[Any]) -> bool:
+        expected = self.produced_reasoning.get(call.get("id")) if isinstance(call, dict) else None
+        return sent == expected if expected is not None else bool(sent)
 
     async def _serve_models(self, exchange: _Exchange, *, openrouter_shape: bool) -> None:
         if self._model_replies:
@@ -228,6 +269,14 @@ class FakeOpenRouter:
         for chunk in reply.chunks:
             await exchange.write(chunk)
         await exchange.end()
+
+
+def _current_turn(messages: list[Any]) -> list[Any]:
+    """The messages after the last user message (tool results are `role: tool`)."""
+    for number in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[number], dict) and messages[number].get("role") == "user":
+            return messages[number + 1 :]
+    return messages
 
 
 @pytest.fixture

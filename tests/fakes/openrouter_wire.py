@@ -10,12 +10,20 @@ from typing import Any
 
 import orjson
 
-from tests.fakes.replies import MidstreamErrorReply, TextReply, Usage, split_text
+from tests.fakes.replies import MidstreamErrorReply, TextReply, Thought, Usage, split_text
 
 KEEPALIVE = b": OPENROUTER PROCESSING\n\n"
 DONE = b"data: [DONE]\n\n"
 FINISH_REASONS = {"end": "stop", "tool_use": "tool_calls", "max_tokens": "length"}
 NATIVE_FINISH_REASONS = {"end": "end_turn", "tool_use": "tool_use", "max_tokens": "max_tokens"}
+GEMINI_REASONING_RAW = (
+    "Gemini models require OpenRouter reasoning details to be preserved in each request. Please refer to our docs: "
+    "https://openrouter.ai/docs/guides/best-practices/reasoning-tokens#preserving-reasoning-blocks. Upstream error: "
+    '{\n  "error": {\n    "code": 400,\n    "message": "Function call is missing a thought_signature in functionCall '
+    "parts. This is required for tools to work correctly, and missing thought_signature may lead to degraded model "
+    'performance.",\n    "status": "INVALID_ARGUMENT"\n  }\n}\n'
+)
+"""`metadata.raw` of OpenRouter's 400 when a Gemini 3 tool loop comes back without its reasoning details."""
 
 
 def _model(name: str, model_id: str, context: int, prompt: str, completion: str, tools: bool) -> dict[str, Any]:
@@ -128,12 +136,52 @@ def text_chunks(
         yield chunk(generation_id, model, {"role": "assistant", "content": piece}, provider=provider)
 
 
+def reasoning_details(thoughts: tuple[Thought, ...], generation_id: str) -> list[dict[str, Any]]:
+    """The complete `reasoning_details` items for `thoughts`: a `reasoning.text` item (text, signature) or a
+    `reasoning.encrypted` one (data) each, with an id, the format and its index."""
+    items: list[dict[str, Any]] = []
+    for index, thought in enumerate(thoughts):
+        item: dict[str, Any] = {"type": "reasoning.encrypted" if thought.encrypted is not None else "reasoning.text"}
+        if thought.encrypted is not None:
+            item["data"] = thought.encrypted
+        else:
+            item["text"] = thought.text
+            if thought.signature is not None:
+                item["signature"] = thought.signature
+        item.update(id=f"rs-{generation_id}-{index}", format=thought.format, index=index)
+        items.append(item)
+    return items
+
+
+def detail_pieces(item: Mapping[str, Any], size: int) -> list[dict[str, Any]]:
+    """How OpenRouter streams one item: a `reasoning.text` item's text in `size`-character pieces sharing its
+    index (the id in the first), then a text-less piece with the signature; any other item whole."""
+    if item["type"] != "reasoning.text":
+        return [dict(item)]
+    common = {"type": item["type"], "format": item["format"], "index": item["index"]}
+    pieces = [{**common, "text": text} for text in split_text(item["text"], size)]
+    if "signature" in item or not pieces:
+        pieces.append({**common, "signature": item["signature"]} if "signature" in item else dict(common))
+    pieces[0]["id"] = item["id"]
+    return pieces
+
+
+def reasoning_chunks(reply: TextReply, generation_id: str, model: str) -> Iterator[bytes]:
+    """The reply's reasoning, streamed: each piece as `delta.reasoning_details` with its readable text repeated in
+    `delta.reasoning` (null for opaque pieces), as OpenRouter does."""
+    for item in reasoning_details(reply.reasoning, generation_id):
+        for piece in detail_pieces(item, reply.chunk_size):
+            delta = {"role": "assistant", "content": "", "reasoning": piece.get("text"), "reasoning_details": [piece]}
+            yield chunk(generation_id, model, delta, provider=reply.upstream_provider)
+
+
 def stream_events(reply: TextReply, generation_id: str, model: str) -> Iterator[bytes]:
-    """A whole successful stream: text deltas (a keep-alive comment after the first), tool-call deltas (id and
-    name only in a call's first delta, arguments in pieces), the finish chunk, then OpenRouter's usage chunk that
-    repeats the choice with an empty delta, then `[DONE]`."""
+    """A whole successful stream: reasoning deltas, text deltas (a keep-alive comment after the first), tool-call
+    deltas (id and name only in a call's first delta, arguments in pieces), the finish chunk, then OpenRouter's
+    usage chunk that repeats the choice with an empty delta, then `[DONE]`."""
     model = reply.model or model
     provider = reply.upstream_provider
+    yield from reasoning_chunks(reply, generation_id, model)
     for number, event in enumerate(text_chunks(reply.text, reply.chunk_size, generation_id, model, provider)):
         yield event
         if number == 1 and reply.keepalive:
@@ -168,6 +216,9 @@ def stream_events(reply: TextReply, generation_id: str, model: str) -> Iterator[
 
 def completion_body(reply: TextReply, generation_id: str, model: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.text or None, "refusal": None, "reasoning": None}
+    if reply.reasoning:
+        message["reasoning"] = "\n\n".join(thought.text for thought in reply.reasoning if thought.text) or None
+        message["reasoning_details"] = reasoning_details(reply.reasoning, generation_id)
     if reply.tool_calls:
         message["tool_calls"] = [
             {

@@ -23,6 +23,7 @@ from t_koma.messages import (
     Finish,
     Message,
     ProviderResponse,
+    ReasoningDelta,
     StreamEvent,
     TextDelta,
     ToolCallEvent,
@@ -36,7 +37,7 @@ from t_koma.providers.sse import SSEDecoder
 from tests.engine.faults import SharedOpenRouter
 from tests.fakes.anthropic import FakeAnthropic, _Renderer
 from tests.fakes.openrouter_wire import KEEPALIVE, completion_body, stream_events
-from tests.fakes.replies import RawReply, TextReply, Usage, raw_reply, text_reply, tool_call_reply
+from tests.fakes.replies import RawReply, TextReply, Thought, Usage, raw_reply, text_reply, tool_call_reply
 from tests.fakes.server import ServerThread
 
 KEY = "sk-fuzz-SECRET-KEY-0003"
@@ -66,6 +67,13 @@ REPLIES: tuple[TextReply, ...] = (
         chunk_size=5,
     ),
     text_reply("Short.", usage=None, keepalive=False),
+    tool_call_reply(
+        [("call_r", "run_shell_command", '{"command": "ls"}')],
+        text="Thought it over.",
+        reasoning=[Thought("Plan: list, then ånswer.", signature="c2ln+/=="), Thought(encrypted="EnCrYpTeD+/==")],
+        usage=Usage(reasoning_tokens=21),
+        chunk_size=4,
+    ),
 )
 
 
@@ -122,6 +130,8 @@ def outcome(events: list[StreamEvent], *, exact: bool = True) -> ProviderRespons
     response = finishes[0].response
     if exact:
         assert "".join(e.text for e in events if isinstance(e, TextDelta)) == response.text
+        readable = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
+        assert readable == "".join(block.text for block in response.reasoning)
         assert [e.call for e in events if isinstance(e, ToolCallEvent)] == list(response.tool_calls)
     return response
 

@@ -5,6 +5,7 @@ same behaviour over HTTP is covered in test_openrouter.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -27,7 +28,11 @@ from t_koma.messages import (
     ConversationRequest,
     Finish,
     Message,
+    ProviderResponse,
     ProviderUsage,
+    ReasoningBlock,
+    ReasoningConfig,
+    ReasoningDelta,
     SystemBlock,
     TextBlock,
     TextDelta,
@@ -39,12 +44,17 @@ from t_koma.messages import (
 )
 from t_koma.providers.openai_format import build_body, parse_completion, parse_http_error, parse_usage
 from t_koma.providers.openai_stream import StreamAssembler
+from t_koma.providers.reasoning import reasoning_detail
+from t_koma.providers.sse import SSEDecoder
+from tests.fakes.openrouter_wire import reasoning_details, stream_events
+from tests.fakes.replies import Thought, Usage, tool_call_reply
 
 KEY = "sk-or-test-SECRET-0001"
 SHELL = ToolDefinition("run_shell_command", "Run a command", {"type": "object", "properties": {}})
 
 
 def body_for(request: ConversationRequest, **kwargs: Any) -> dict[str, Any]:
+    kwargs.setdefault("kind", "openrouter")
     return build_body(request, model="openai/gpt-4o-mini", stream=kwargs.pop("stream", False), **kwargs)
 
 
@@ -508,3 +518,353 @@ def test_a_chunk_that_is_not_json_is_an_invalid_response_keeping_the_text() -> N
 def test_finish_reason_length_is_reported() -> None:
     events = assemble(chunk({"content": "cut"}, "length"), "[DONE]")
     assert isinstance(events[-1], Finish) and events[-1].response.stop_reason == "length"
+
+
+# --- reasoning: the request field -----------------------------------------------------------------------------
+
+ASK = (Message.user("x"),)
+
+
+@pytest.mark.parametrize(
+    ("configured", "override", "expected"),
+    [
+        (None, None, None),
+        (ReasoningConfig(), None, None),
+        (ReasoningConfig(effort="high"), None, {"effort": "high"}),
+        (ReasoningConfig(max_tokens=8000), None, {"max_tokens": 8000}),
+        (ReasoningConfig(effort="low", exclude=True), None, {"effort": "low", "exclude": True}),
+        (ReasoningConfig(enabled=True), None, {"enabled": True}),
+        (ReasoningConfig(enabled=False), None, {"enabled": False}),
+        (ReasoningConfig(effort="none"), None, {"effort": "none"}),
+        (ReasoningConfig(effort="high"), ReasoningConfig(max_tokens=2000), {"max_tokens": 2000}),
+        (
+            ReasoningConfig(max_tokens=9000, exclude=True),
+            ReasoningConfig(effort="xhigh"),
+            {"effort": "xhigh", "exclude": True},
+        ),
+        (None, ReasoningConfig(effort="minimal"), {"effort": "minimal"}),
+    ],
+)
+def test_openrouter_reasoning_object_for_each_configuration(
+    configured: ReasoningConfig | None, override: ReasoningConfig | None, expected: dict[str, Any] | None
+) -> None:
+    body = body_for(ConversationRequest(messages=ASK, reasoning=override), reasoning=configured)
+    assert body.get("reasoning") == expected
+    assert "reasoning_effort" not in body
+
+
+def test_a_callers_own_reasoning_is_kept_unless_the_request_overrides_it() -> None:
+    passed = {"effort": "low", "summary": "auto"}
+    plain = ConversationRequest(messages=ASK, extra={"reasoning": passed})
+    assert body_for(plain)["reasoning"] == passed
+    assert body_for(plain, reasoning=ReasoningConfig(effort="high"))["reasoning"] == passed
+    overridden = ConversationRequest(
+        messages=ASK, extra={"reasoning": passed}, reasoning=ReasoningConfig(effort="high")
+    )
+    assert body_for(overridden)["reasoning"] == {"effort": "high"}
+
+
+@pytest.mark.parametrize(
+    ("configured", "override", "expected"),
+    [
+        (None, None, None),
+        (ReasoningConfig(effort="medium"), None, "medium"),
+        (ReasoningConfig(effort="none"), None, "none"),
+        (ReasoningConfig(enabled=False), None, "none"),
+        (ReasoningConfig(enabled=True), None, None),
+        (ReasoningConfig(effort="low"), ReasoningConfig(effort="high"), "high"),
+    ],
+)
+def test_openai_compatible_reasoning_effort(
+    configured: ReasoningConfig | None, override: ReasoningConfig | None, expected: str | None
+) -> None:
+    request = ConversationRequest(messages=ASK, reasoning=override)
+    body = body_for(request, kind="openai_compatible", reasoning=configured)
+    assert body.get("reasoning_effort") == expected and "reasoning" not in body
+    passed = ConversationRequest(messages=ASK, extra={"reasoning_effort": "low"})
+    assert body_for(passed, kind="openai_compatible", reasoning=configured)["reasoning_effort"] == "low"
+
+
+# --- reasoning: sent back with its assistant message ------------------------------------------------------------
+
+GEMINI = "google/gemini-3-pro-preview"
+THOUGHT = ReasoningBlock(
+    "openrouter", "text", "Plan: ls.", signature="sig-1", id="rs-1", format="google-gemini-v1", index=0, model=GEMINI
+)
+SEALED = ReasoningBlock(
+    "openrouter", "encrypted", data="EnC+/=\u00e9\x00", id="rs-2", format="google-gemini-v1", index=1, model=GEMINI
+)
+CALL = ToolUseBlock("call_1", "run_shell_command", {"command": "ls"})
+
+
+def assistant_wire(*content: Any, kind: Any = "openrouter", model: str = GEMINI) -> dict[str, Any]:
+    history = (Message.user("go"), Message("assistant", tuple(content)))
+    body = build_body(ConversationRequest(messages=history), kind=kind, model=model, stream=False)
+    wire: dict[str, Any] = body["messages"][1]
+    return wire
+
+
+def test_openrouter_reasoning_details_go_back_whole_and_in_order() -> None:
+    wire = assistant_wire(THOUGHT, SEALED, TextBlock("Listing."), CALL)
+    assert wire["reasoning_details"] == [
+        {
+            "type": "reasoning.text",
+            "text": "Plan: ls.",
+            "signature": "sig-1",
+            "id": "rs-1",
+            "format": "google-gemini-v1",
+            "index": 0,
+        },
+        {
+            "type": "reasoning.encrypted",
+            "data": "EnC+/=\u00e9\x00",
+            "id": "rs-2",
+            "format": "google-gemini-v1",
+            "index": 1,
+        },
+    ]
+    assert wire["content"] == "Listing." and wire["tool_calls"][0]["id"] == "call_1"
+    assert "reasoning_details" in assistant_wire(THOUGHT, TextBlock("A plain answer."))  # every assistant message
+
+
+def test_reasoning_the_target_cannot_verify_is_not_sent() -> None:
+    claude = ReasoningBlock(
+        "anthropic", "text", "native thinking", signature="anthropic-sig", model="claude-sonnet-4-5"
+    )
+    gpt = ReasoningBlock(
+        "openrouter", "encrypted", data="gAAAA-openai", format="openai-responses-v1", model="openai/gpt-5"
+    )
+    plain = ReasoningBlock("openai", "text", "deepseek thoughts", model=GEMINI)
+    assert "reasoning_details" not in assistant_wire(claude, gpt, plain, CALL)
+    assert assistant_wire(claude, gpt, THOUGHT, CALL)["reasoning_details"][0]["signature"] == "sig-1"
+    to_gpt = assistant_wire(claude, gpt, THOUGHT, CALL, model="openai/gpt-5")["reasoning_details"]
+    assert [item["data"] for item in to_gpt] == ["gAAAA-openai"]
+    from_caller = replace(SEALED, model=None)  # a /v1 caller's own details go back wherever it sends them
+    assert len(assistant_wire(from_caller, CALL, model="openai/gpt-5")["reasoning_details"]) == 1
+
+
+def test_openai_compatible_reasoning_content_only_beside_tool_calls() -> None:
+    deepseek = "deepseek-reasoner"
+    thought = ReasoningBlock("openai", "text", "Need the file list.", model=deepseek)
+    wire = assistant_wire(thought, CALL, kind="openai_compatible", model=deepseek)
+    assert wire["reasoning_content"] == "Need the file list." and "reasoning_details" not in wire
+    assert "reasoning_content" not in assistant_wire(
+        thought, TextBlock("Done."), kind="openai_compatible", model=deepseek
+    )
+    assert "reasoning_content" not in assistant_wire(thought, CALL, kind="openai_compatible", model="qwen3:8b")
+    assert "reasoning_content" not in assistant_wire(THOUGHT, CALL, kind="openai_compatible", model=GEMINI)
+
+
+# --- reasoning: non-streamed responses -------------------------------------------------------------------------
+
+
+def test_reasoning_details_become_blocks_before_text_and_tool_calls() -> None:
+    details = [
+        {
+            "type": "reasoning.summary",
+            "summary": "Summed up.",
+            "id": "rs-0",
+            "format": "openai-responses-v1",
+            "index": 0,
+        },
+        {
+            "type": "reasoning.encrypted",
+            "data": "gAAAA\u2603==",
+            "id": "rs-1",
+            "format": "openai-responses-v1",
+            "index": 1,
+        },
+        {"type": "reasoning.unknown", "text": "?"},
+        "not an item",
+    ]
+    call = {"id": "call_1", "type": "function", "function": {"name": "run_shell_command", "arguments": "{}"}}
+    message = {"content": "Answer.", "reasoning": "Summed up.", "reasoning_details": details, "tool_calls": [call]}
+    response = parse(completion(message))
+    summary, sealed, text, tool = response.content
+    assert summary == ReasoningBlock(
+        "openrouter", "summary", "Summed up.", id="rs-0", format="openai-responses-v1", index=0, model="asked/model"
+    )
+    assert isinstance(sealed, ReasoningBlock) and sealed.data == "gAAAA\u2603==" and sealed.text == ""
+    assert text == TextBlock("Answer.") and isinstance(tool, ToolUseBlock)
+    assert response.reasoning_text == "Summed up."
+
+
+@pytest.mark.parametrize("field", ["reasoning", "reasoning_content"])
+def test_plain_reasoning_text_without_details_is_one_openai_block(field: str) -> None:
+    response = parse(completion({"content": "42", field: "Six times seven.", "reasoning_details": []}))
+    assert response.content == (
+        ReasoningBlock("openai", "text", "Six times seven.", model="asked/model"),
+        TextBlock("42"),
+    )
+
+
+@pytest.mark.parametrize(
+    "message",
+    [{"content": "x", "reasoning": None}, {"content": "x", "reasoning": ""}, {"content": "x", "reasoning": 7}],
+)
+def test_no_reasoning_means_no_reasoning_blocks(message: dict[str, Any]) -> None:
+    assert parse(completion(message)).content == (TextBlock("x"),)
+
+
+@pytest.mark.parametrize(
+    ("details", "expected"),
+    [
+        ({"prompt_tokens": 1, "completion_tokens": 2}, None),
+        ({"completion_tokens_details": {"image_tokens": 0}}, None),
+        ({"completion_tokens_details": {"reasoning_tokens": 0}}, 0),
+        ({"completion_tokens_details": {"reasoning_tokens": 640}}, 640),
+    ],
+)
+def test_reasoning_tokens_none_unless_the_upstream_said(details: dict[str, Any], expected: int | None) -> None:
+    usage = parse_usage(details)
+    assert usage is not None and usage.reasoning_tokens == expected
+
+
+# --- reasoning: streamed ---------------------------------------------------------------------------------------
+
+
+def reasoning_chunk(text: str | None = None, *details: dict[str, Any], content: str = "") -> str:
+    delta: dict[str, Any] = {"role": "assistant", "content": content, "reasoning": text}
+    if details:
+        delta["reasoning_details"] = list(details)
+    return chunk(delta)
+
+
+def finished(*payloads: str) -> tuple[list[Any], ProviderResponse]:
+    events = assemble(*payloads, chunk({"content": ""}, "stop"), "[DONE]")
+    assert isinstance(events[-1], Finish)
+    return events[:-1], events[-1].response
+
+
+def piece(index: int | None, **fields: Any) -> dict[str, Any]:
+    return {
+        "type": "reasoning.text",
+        "format": "anthropic-claude-v1",
+        **fields,
+        **({} if index is None else {"index": index}),
+    }
+
+
+def test_streamed_pieces_of_one_item_merge_by_index() -> None:
+    events, response = finished(
+        reasoning_chunk("Let", piece(0, text="Let", id="rs-a")),
+        reasoning_chunk(" me compute.", piece(0, text=" me compute.")),
+        reasoning_chunk(None, piece(0, signature="Et8BCmUI/+==")),
+        chunk({"content": "391"}),
+    )
+    assert events == [ReasoningDelta("Let"), ReasoningDelta(" me compute."), TextDelta("391")]
+    block = ReasoningBlock(
+        "openrouter",
+        "text",
+        "Let me compute.",
+        signature="Et8BCmUI/+==",
+        id="rs-a",
+        format="anthropic-claude-v1",
+        index=0,
+        model="asked/model",
+    )
+    assert response.content == (block, TextBlock("391"))
+
+
+def test_details_without_a_reasoning_string_are_the_readable_delta_and_never_twice() -> None:
+    events, response = finished(
+        reasoning_chunk(None, piece(0, text="a"), {"type": "reasoning.summary", "summary": "b", "index": 1}),
+        reasoning_chunk("c", piece(0, text="c")),
+    )
+    assert events == [ReasoningDelta("ab"), ReasoningDelta("c")]
+    assert [block.text for block in response.reasoning] == ["ac", "b"]
+    assert response.reasoning[1].kind == "summary"
+
+
+def test_a_new_type_at_a_known_index_and_pieces_without_index_are_separate_items() -> None:
+    sealed = {"type": "reasoning.encrypted", "data": "tool-sig\u00ff", "id": "tool_call_1", "index": 0}
+    _, response = finished(
+        reasoning_chunk("x", piece(0, text="x")),
+        reasoning_chunk(None, sealed),
+        reasoning_chunk("y", piece(None, text="y")),
+        reasoning_chunk("z", piece(None, text="z")),
+    )
+    kinds = [(block.kind, block.text, block.data, block.index) for block in response.reasoning]
+    assert kinds == [
+        ("text", "x", None, 0),
+        ("encrypted", "", "tool-sig\u00ff", 0),
+        ("text", "y", None, None),
+        ("text", "z", None, None),
+    ]
+
+
+def test_plain_streamed_reasoning_is_one_openai_block_first_in_the_content() -> None:
+    events, response = finished(
+        chunk({"reasoning_content": "Think"}),
+        chunk({"reasoning_content": "ing.", "content": "Hi"}),
+        chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "noop", "arguments": "{}"}}]}),
+    )
+    assert events[:3] == [ReasoningDelta("Think"), ReasoningDelta("ing."), TextDelta("Hi")]
+    thought, text, call = response.content
+    assert thought == ReasoningBlock("openai", "text", "Thinking.", model="asked/model")
+    assert text == TextBlock("Hi") and isinstance(call, ToolUseBlock)
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        {"reasoning": 5},
+        {"reasoning_details": "x"},
+        {"reasoning_details": [1, None, []]},
+        {"reasoning_details": [{"index": True, "text": "t"}]},
+    ],
+)
+def test_malformed_reasoning_deltas_are_ignored(junk: dict[str, Any]) -> None:
+    events, response = finished(chunk(junk), chunk({"content": "ok"}))
+    assert events == [TextDelta("ok")] and response.content == (TextBlock("ok"),)
+
+
+def test_a_stream_without_reasoning_has_no_reasoning_blocks_or_events() -> None:
+    events, response = finished(chunk({"content": "plain", "reasoning": None, "reasoning_details": []}))
+    assert events == [TextDelta("plain")] and response.reasoning == ()
+
+
+REASONING_REPLY = tool_call_reply(
+    [("call_1", "run_shell_command", '{"command": "ls"}')],
+    text="Listing.",
+    reasoning=[
+        Thought("I should look at the files first, then answer.", signature="c2lnLTE="),
+        Thought(encrypted="ENCRYPTED/+=\u00e9data"),
+        Thought("Then summarise.", signature=None),
+    ],
+    usage=Usage(reasoning_tokens=64),
+)
+
+
+def sse_parse(pieces: list[bytes]) -> list[Any]:
+    decoder = SSEDecoder()
+    assembler = StreamAssembler(provider="openrouter", requested_model=GEMINI, secrets=(KEY,))
+    events: list[Any] = []
+    for batch in (*(decoder.feed(part) for part in pieces), decoder.close()):
+        for sse in batch:
+            events.extend(assembler.feed(sse.data))
+    return events
+
+
+def test_reasoning_stream_split_at_every_byte_gives_identical_blocks() -> None:
+    raw = b"".join(stream_events(REASONING_REPLY, "gen-split", GEMINI))
+    whole = sse_parse([raw])
+    response = whole[-1].response
+    assert [block.kind for block in response.reasoning] == ["text", "encrypted", "text"]
+    assert [reasoning_detail(block) for block in response.reasoning] == reasoning_details(
+        REASONING_REPLY.reasoning, "gen-split"
+    )
+    assert sse_parse([raw[i : i + 1] for i in range(len(raw))]) == whole
+    for cut in range(1, len(raw)):
+        assert sse_parse([raw[:cut], raw[cut:]]) == whole
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 1000])
+def test_reasoning_pieces_of_any_size_merge_to_the_same_items(size: int) -> None:
+    reply = replace(REASONING_REPLY, chunk_size=size)
+    events = sse_parse([b"".join(stream_events(reply, "gen-size", GEMINI))])
+    response = events[-1].response
+    assert [reasoning_detail(block) for block in response.reasoning] == reasoning_details(reply.reasoning, "gen-size")
+    readable = "".join(event.text for event in events if isinstance(event, ReasoningDelta))
+    assert readable == "".join(thought.text for thought in reply.reasoning)
+    assert response.usage is not None and response.usage.reasoning_tokens == 64

@@ -15,6 +15,7 @@ from t_koma.messages import (
     JSONObject,
     ModelInfo,
     ProviderResponse,
+    ReasoningDelta,
     StreamEvent,
     TextDelta,
     ToolCallEvent,
@@ -71,8 +72,10 @@ class OpenAIChatProvider(Provider):
         """The JSON body for one call; subclasses add their upstream's own fields."""
         return build_body(
             request,
+            kind=self.spec.kind,
             model=self.spec.model,
             stream=stream,
+            reasoning=self.spec.reasoning,
             cache_breakpoints=self.cache_breakpoints,
             default_max_tokens=self.spec.max_tokens,
         )
@@ -124,8 +127,14 @@ class OpenAIChatProvider(Provider):
 
 
 def events_of(response: ProviderResponse) -> list[StreamEvent]:
-    """The events a stream of `response` would have produced (for a non-streamed body)."""
-    events: list[StreamEvent] = [TextDelta(response.text)] if response.text else []
+    """The events a stream of `response` would have produced (for a non-streamed body): its readable reasoning,
+    its text, its tool calls, usage, `Finish`."""
+    events: list[StreamEvent] = []
+    reasoning = response.reasoning_text
+    if reasoning:
+        events.append(ReasoningDelta(reasoning))
+    if response.text:
+        events.append(TextDelta(response.text))
     events.extend(ToolCallEvent(call) for call in response.tool_calls)
     if response.usage is not None:
         events.append(UsageEvent(response.usage))

@@ -112,6 +112,7 @@ def _add_reasoning_field(
     configuration. A pass-through field of the same name (a `/v1` caller's own) is kept unless this request
     carries a reasoning override: the override is the caller's choice already mapped."""
     config = effective_reasoning(configured, override)
+    value: JSONObject | str | None
     if kind == "openrouter":
         key, value = "reasoning", openrouter_reasoning(config)
     else:

@@ -4,7 +4,12 @@ stream events and one final `ProviderResponse`.
 It owns the wire traps: the final usage chunk that repeats a choice and its `finish_reason`, in-stream `error`
 chunks (also as the only event), tool-call deltas keyed by `index` with the id only in the first delta and the
 arguments split across chunks (or an index reused for a new call), empty and unparseable arguments, and a
-stream that ends without `[DONE]` or a finish reason."""
+stream that ends without `[DONE]` or a finish reason.
+
+Reasoning arrives as readable `delta.reasoning` (`reasoning_content` on some servers) and as `delta.reasoning_details`
+pieces: the pieces of one item share an `index` and are merged (text concatenated, `signature` / `data` / `id` /
+`format` taken as they come, opaque values never altered); a piece of another type at a known index starts a new
+item, and pieces without an index are items of their own. The final response lists the merged items first."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from t_koma.messages import (
     Finish,
     ProviderResponse,
     ProviderUsage,
+    ReasoningDelta,
     StreamEvent,
     TextBlock,
     TextDelta,
@@ -26,7 +32,7 @@ from t_koma.messages import (
     ToolUseBlock,
     UsageEvent,
 )
-from t_koma.providers.openai_format import error_from_payload, parse_usage, tool_use
+from t_koma.providers.openai_format import error_from_payload, parse_usage, reasoning_blocks, tool_use
 
 _NO_EVENTS: Sequence[StreamEvent] = ()
 _loads = orjson.loads
@@ -42,6 +48,43 @@ class _PendingCall:
         self.arguments: list[str] = []
 
 
+_DETAIL_FIELDS = ("signature", "data", "id", "format")
+_READABLE_KEYS = {"reasoning.text": "text", "reasoning.summary": "summary"}
+
+
+class _PendingDetail:
+    """One `reasoning_details` item being assembled from its streamed pieces."""
+
+    __slots__ = ("fields", "index", "readable", "text_key", "type")
+
+    def __init__(self, item_type: Any, index: int | None) -> None:
+        self.type = item_type
+        self.index = index
+        self.text_key: str | None = _READABLE_KEYS.get(item_type) if type(item_type) is str else None
+        self.readable: list[str] = []
+        self.fields: dict[str, Any] = {}
+
+    def add(self, piece: dict[str, Any]) -> str:
+        """Merges one piece; returns its readable text ("" when it has none)."""
+        for name in _DETAIL_FIELDS:
+            value = piece.get(name)
+            if value is not None:
+                self.fields[name] = value
+        text = piece.get(self.text_key) if self.text_key is not None else None
+        if text and type(text) is str:
+            self.readable.append(text)
+            return text
+        return ""
+
+    def item(self) -> dict[str, Any]:
+        item = {"type": self.type, **self.fields}
+        if self.text_key is not None:
+            item[self.text_key] = "".join(self.readable)
+        if self.index is not None:
+            item["index"] = self.index
+        return item
+
+
 class StreamAssembler:
     """Feed each SSE `data` payload to `feed`; call `end()` if the body ends without `[DONE]`.
 
@@ -53,9 +96,13 @@ class StreamAssembler:
         "_calls",
         "_calls_emitted",
         "_chunks",
+        "_detail_at",
+        "_details",
         "_provider",
+        "_requested_model",
         "_secrets",
         "_text",
+        "_thoughts",
         "done",
         "finish_reason",
         "id",
@@ -67,7 +114,11 @@ class StreamAssembler:
     def __init__(self, *, provider: str, requested_model: str, secrets: tuple[str, ...] = ()) -> None:
         self._provider = provider
         self._secrets = secrets
+        self._requested_model = requested_model
         self._text: list[str] = []
+        self._thoughts: list[str] = []
+        self._details: list[_PendingDetail] = []
+        self._detail_at: dict[int, _PendingDetail] = {}
         self._calls: list[_PendingCall] = []
         self._by_index: dict[Any, _PendingCall] = {}
         self._calls_emitted: list[ToolUseBlock] | None = None
@@ -86,11 +137,11 @@ class StreamAssembler:
     def feed(self, data: str) -> Sequence[StreamEvent]:
         if data == "[DONE]":
             return self._finish()
-        if not data or data.isspace():
-            return _NO_EVENTS
         try:
             chunk = _loads(data)
         except _JSONDecodeError:
+            if not data or data.isspace():  # checked here, off the path of every well-formed chunk
+                return _NO_EVENTS
             raise self._invalid(f"stream chunk is not JSON: {data[:200]!r}") from None
         if type(chunk) is not dict:
             raise self._invalid(f"stream chunk is not a JSON object: {data[:200]!r}")
@@ -102,7 +153,7 @@ class StreamAssembler:
                 self.model = str(model)
         upstream = chunk.get("provider")
         if upstream:
-            self.upstream_provider = str(upstream)
+            self.upstream_provider = upstream if type(upstream) is str else str(upstream)
         if chunk.get("error") is not None:
             raise self._error(chunk["error"])
         usage = chunk.get("usage")
@@ -119,10 +170,17 @@ class StreamAssembler:
         delta = choice.get("delta")
         events: list[StreamEvent] | None = None
         if delta and type(delta) is dict:
+            reasoning = delta.get("reasoning")
+            details = delta.get("reasoning_details")
+            if reasoning or details or "reasoning_content" in delta:
+                events = self._reasoning(reasoning or delta.get("reasoning_content"), details)
             content = delta.get("content")
             if content and type(content) is str:
                 self._text.append(content)
-                events = [TextDelta(content)]
+                if events is None:
+                    events = [TextDelta(content)]
+                else:
+                    events.append(TextDelta(content))
             tool_calls = delta.get("tool_calls")
             if tool_calls:
                 self._tool_deltas(tool_calls)
@@ -149,6 +207,34 @@ class StreamAssembler:
                 partial_text=self.partial_text,
             )
         return self._finish()
+
+    def _reasoning(self, reasoning: Any, details: Any) -> list[StreamEvent] | None:
+        """Keeps a chunk's reasoning; its readable text is the `reasoning` string, or else the text of its
+        `reasoning_details` pieces (upstreams that send both repeat the same text in each)."""
+        text = reasoning if type(reasoning) is str else ""
+        if text:
+            self._thoughts.append(text)
+        if type(details) is list:
+            readable = self._merge_details(details)
+            text = text or readable
+        return [ReasoningDelta(text)] if text else None
+
+    def _merge_details(self, pieces: list[Any]) -> str:
+        readable = ""
+        for piece in pieces:
+            if type(piece) is not dict:
+                continue
+            index = piece.get("index")
+            index = index if type(index) is int else None
+            piece_type = piece.get("type")
+            pending = self._detail_at.get(index) if index is not None else None
+            if pending is None or (piece_type is not None and piece_type != pending.type):
+                pending = _PendingDetail(piece_type, index)
+                self._details.append(pending)
+                if index is not None:
+                    self._detail_at[index] = pending
+            readable += pending.add(piece)
+        return readable
 
     def _tool_deltas(self, deltas: Any) -> None:
         for delta in deltas:
@@ -194,7 +280,12 @@ class StreamAssembler:
 
     def response(self) -> ProviderResponse:
         text = self.partial_text
-        content: list[ContentBlock] = [TextBlock(text)] if text else []
+        content: list[ContentBlock] = []
+        if self._details or self._thoughts:
+            details = [pending.item() for pending in self._details]
+            content = reasoning_blocks(details, "".join(self._thoughts), self._requested_model)
+        if text:
+            content.append(TextBlock(text))
         content.extend(self._calls_emitted or ())
         return ProviderResponse(
             id=self.id,
