@@ -538,3 +538,25 @@ def test_unreadable_config_file_is_reported(setup: Setup) -> None:
     assert setup.error() == (
         f"{setup.config_file}: cannot read the config file (IsADirectoryError); fix its permissions or remove it"
     )
+
+
+def test_toml_nested_too_deeply_is_a_one_line_error(setup: Setup) -> None:
+    message = setup.toml("a = " + "[" * 5000 + "]" * 5000 + "\n").error()
+
+    assert message == f"{setup.config_file}: TOML nested too deeply to read; fix the file (see docs/configuration.md)"
+
+
+@pytest.mark.parametrize("value", [f"{OPENROUTER_SECRET}\r\nX-Evil: 1", f"{OPENROUTER_SECRET}\x00", "a\x1b[2Jb"])
+def test_a_key_with_control_characters_is_refused_without_echoing_it(setup: Setup, value: str) -> None:
+    message = setup.error(OPENROUTER_API_KEY=value)
+
+    assert message == (
+        "OPENROUTER_API_KEY contains a line break or another control character; set it to the key alone "
+        "(in the environment or .env)"
+    )
+
+
+def test_surrounding_whitespace_around_a_key_is_dropped(setup: Setup) -> None:
+    assert (
+        setup.load(OPENROUTER_API_KEY=f" {OPENROUTER_SECRET}\n").secrets.get("OPENROUTER_API_KEY") == OPENROUTER_SECRET
+    )

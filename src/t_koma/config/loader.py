@@ -96,7 +96,7 @@ def load_config(
     models = {**configured, **{alias: m for alias, m in BUILTIN_MODELS.items() if alias not in configured}}
     default_provider = _default_provider(env)
     key_variables = _key_variables(models)
-    secrets = Secrets({name: env[name] for name in key_variables if name in env})
+    secrets = Secrets({name: _key_value(env, name) for name in key_variables if name in env})
     return Config(
         config_dir=config_dir,
         data_dir=paths.data_dir(env),
@@ -174,6 +174,8 @@ def _read_toml(path: Path) -> dict[str, Any] | None:
         ) from None
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: TOML nested too deeply to read; fix the file (see docs/configuration.md)") from None
     except tomllib.TOMLDecodeError as exc:
         match = _TOML_POSITION.match(str(exc))
         if match is None:
@@ -204,6 +206,17 @@ def _default_provider(env: Mapping[str, str]) -> ProviderKind | None:
             f"environment variable DEFAULT_PROVIDER={value!r} is not a provider; "
             "set it to openrouter, anthropic or openai_compatible, or unset it"
         ) from None
+
+
+def _key_value(env: Mapping[str, str], name: str) -> str:
+    """A key variable's value, refused (never echoed) when it cannot be sent in an HTTP header."""
+    value = env[name].strip()
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ConfigError(
+            f"{name} contains a line break or another control character; set it to the key alone "
+            "(in the environment or .env)"
+        )
+    return value
 
 
 def _key_variables(models: Mapping[str, ModelConfig]) -> tuple[str, ...]:
