@@ -21,6 +21,7 @@
     ├── AllModelsExhaustedError     every model of a fallback chain failed; lists each model and why
     ├── SessionNotFoundError        a session ID that does not exist
     ├── ReasoningExhaustedError     the model spent every output token reasoning and gave no answer
+    ├── StoreError                  the database cannot be used: locked, disk full, read-only, damaged (exit 1)
     └── TurnCancelledError          a turn stopped by the user
 
 No message ever contains an API key: providers pass their key to `scrub()` before building an error.
@@ -115,6 +116,13 @@ class InvalidModelError(TKomaError):
 class SessionNotFoundError(TKomaError):
     error_type = "session_not_found"
     exit_code = EXIT_USAGE
+
+
+class StoreError(TKomaError):
+    """The local database failed for a reason the user can fix (another process holds it, the disk is full …)."""
+
+    error_type = "store_error"
+    exit_code = 1
 
 
 class TurnCancelledError(TKomaError):

@@ -32,6 +32,7 @@ from t_koma.files import ensure_private_file
 from t_koma.messages import ContentBlock, Role, TextBlock, block_from_dict, block_to_dict
 from t_koma.store import statements as sql
 from t_koma.store.base import Cooldown, SessionInfo, SessionSummary, StoredMessage, TurnStatus, UsageRecord
+from t_koma.store.failures import GuardedConnection
 from t_koma.store.migrations import migrate
 from t_koma.store.processes import own_process_started, process_alive
 
@@ -46,7 +47,7 @@ class SqliteStore:
     """`Store` backed by one SQLite file. Open with `await SqliteStore.open(path)`; close with `close()`."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
-        self._conn = conn
+        self._conn = GuardedConnection(conn, path, BUSY_TIMEOUT_SECONDS)
         self.path = path
         # No statement may be queued while another task holds an explicit transaction open (it would run inside
         # it): statements wait while `_no_transaction` is clear.
