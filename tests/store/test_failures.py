@@ -42,9 +42,7 @@ async def test_a_full_database_is_named_and_nothing_stored_is_lost(tmp_path: Pat
     store = await SqliteStore.open(path)
     session = await store.create_session("kept")
     await store.append_message(session.id, "user", (TextBlock("kept message"),))
-    pages = (await store._conn.execute_fetchall("PRAGMA page_count"))[0][
-        0
-    ]  # the limit is per connection: the store's own
+    pages = (await store._conn.execute_fetchall("PRAGMA page_count"))[0][0]  # per connection: the store's
     await store._conn.execute(f"PRAGMA max_page_count = {pages}")
     try:
         with pytest.raises(StoreError) as caught:
