@@ -15,13 +15,19 @@ import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from t_koma.errors import scrub
+from t_koma.providers.http import redact_userinfo
 
 LOGGERS = ("t_koma", "uvicorn.error")
 
 
+def scrub_line(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret and every URL's `user:password@` masked."""
+    return redact_userinfo(scrub(text, secrets))
+
+
 class ScrubFilter(logging.Filter):
-    """Rewrites a record's message with every secret masked, for every handler that sees it (uvicorn logs
-    request paths, and a browser's `?token=` is part of the path)."""
+    """Rewrites a record's message with every secret and URL credential masked, for every handler that sees it
+    (uvicorn logs request paths, and a browser's `?token=` is part of the path)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -29,9 +35,11 @@ class ScrubFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        scrubbed = scrub(message, self._secrets)
+        scrubbed = scrub_line(message, self._secrets)
         if scrubbed != message:
             record.msg, record.args = scrubbed, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub_line(logging.Formatter().formatException(record.exc_info), self._secrets)
         return True
 
 
@@ -85,10 +93,10 @@ class LogHub(logging.Handler):
             "ts": round(record.created, 3),
             "level": record.levelname,
             "logger": record.name,
-            "message": scrub(record.getMessage(), self._secrets),
+            "message": scrub_line(record.getMessage(), self._secrets),
         }
         if record.exc_info:
-            entry["exception"] = scrub(logging.Formatter().formatException(record.exc_info), self._secrets)
+            entry["exception"] = scrub_line(logging.Formatter().formatException(record.exc_info), self._secrets)
         return orjson.dumps(entry).decode()
 
     def emit(self, record: logging.LogRecord) -> None:

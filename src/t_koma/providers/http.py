@@ -5,6 +5,8 @@ concurrency (see docs/dependencies.md)."""
 from __future__ import annotations
 
 import asyncio
+import re
+import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,6 +28,33 @@ from t_koma.providers.sse import SSEDecoder, SSEEvent
 DRAIN_SECONDS = 0.1
 """How long `finish_body` waits for the end of a body (it normally arrives with or right after the last event)."""
 
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@]+@")
+
+
+def redact_userinfo(text: str) -> str:
+    """`text` with the `user:password@` part of every URL in it replaced by `***@`."""
+    return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The password a URL carries in its userinfo (as written and decoded), to be scrubbed wherever it shows up."""
+    try:
+        password = urllib.parse.urlsplit(url).password
+    except ValueError:
+        return ()
+    return tuple({password, urllib.parse.unquote(password)}) if password else ()
+
+
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """`url` without its `user:password@` part, and that part as a Basic `Authorization` value (or None)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, None
+    bare = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    password = urllib.parse.unquote(parts.password or "")
+    return bare, aiohttp.encode_basic_auth(urllib.parse.unquote(parts.username), password)
+
+
 ErrorParser = Callable[[int, bytes, Mapping[str, str]], ProviderError]
 """Turns a non-2xx status, its body and headers into the provider's typed error."""
 
@@ -43,12 +72,15 @@ class HttpClient:
         parse_error: ErrorParser,
         secrets: tuple[str, ...] = (),
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        bare, basic = split_userinfo(base_url)
+        self.base_url = bare.rstrip("/")
         self._headers = dict(headers)
+        if basic is not None and not any(name.lower() == "authorization" for name in self._headers):
+            self._headers["Authorization"] = basic  # a key's own header wins over the URL's
         self._timeout = aiohttp.ClientTimeout(total=None, connect=timeouts.connect, sock_read=timeouts.read)
         self._provider = provider
         self._parse_error = parse_error
-        self._secrets = secrets
+        self._secrets = (*secrets, *url_secrets(base_url)) if "@" in base_url else secrets
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -131,7 +163,7 @@ class HttpClient:
 
     def _describe(self, what: str, exc: BaseException) -> str:
         detail = str(exc) or type(exc).__name__
-        return scrub(f"{self._provider}: {what} ({self.base_url}): {detail}", self._secrets)
+        return redact_userinfo(scrub(f"{self._provider}: {what} ({self.base_url}): {detail}", self._secrets))
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
