@@ -100,7 +100,7 @@ def test_tool_context_uses_the_configured_shell_settings(tmp_path: Path) -> None
     context = tool_context(make_config(tmp_path, shell=shell), {"PATH": "/bin", "X_API_KEY": "k"})
     assert context.workspace == workspace
     assert (context.timeout_seconds, context.output_cap_bytes) == (5.0, 4096)
-    assert dict(context.env) == {"PATH": "/bin"}
+    assert dict(context.env) == {"PATH": "/bin", "T_KOMA_TOOL_OWNER": context.owner}
 
 
 def test_tool_context_carries_the_key_values_to_redact_but_never_shows_them(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ from t_koma.providers.factory import ModelResolver
 from t_koma.store.base import SessionInfo, Store, StoredMessage, UsageRecord
 from t_koma.store.sqlite import DEFAULT_TITLE, SqliteStore
 from t_koma.tools.base import ToolContext, ToolRegistry
+from t_koma.tools.leftovers import stop_leftovers
 from t_koma.tools.registry import default_registry
 from t_koma.tools.registry import tool_context as default_tool_context
 
@@ -106,7 +107,10 @@ class Engine:
         await self._usage_log.flush()
 
     async def close(self) -> None:
+        """Close everything and stop the processes tool commands left running in the background."""
         try:
+            if self.tool_context.owner is not None:
+                await asyncio.to_thread(stop_leftovers, self.tool_context.owner)
             await self.breaker.aclose()
             await self._usage_log.close()
             aclose = getattr(self.resolver, "aclose", None)

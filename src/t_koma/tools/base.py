@@ -22,6 +22,8 @@ class ToolContext:
     timeout_seconds: float = 120.0
     output_cap_bytes: int = 32 * 1024
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    owner: str | None = None
+    """The tag in every tool process's environment (`tools.leftovers`), to stop what they leave behind."""
 
 
 @dataclass(frozen=True, slots=True)

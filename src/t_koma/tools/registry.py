@@ -9,6 +9,7 @@ from pathlib import Path
 
 from t_koma.config.model import Config
 from t_koma.tools.base import ToolContext, ToolRegistry
+from t_koma.tools.leftovers import OWNER_VARIABLE, new_owner
 from t_koma.tools.shell import ShellTool
 
 SECRET_NAME = re.compile(
@@ -51,10 +52,12 @@ def tool_context(config: Config, base_env: Mapping[str, str] | None = None) -> T
     """The context tools run in: `[tools.shell] workspace` (default the current directory), a scrubbed
     environment, the configured timeout and output cap, and the secret values to redact from output."""
     workspace = (config.shell.workspace or Path.cwd()).expanduser().absolute()
+    owner = new_owner()
     return ToolContext(
         workspace=workspace,
-        env=scrubbed_env(config, base_env),
+        env={**scrubbed_env(config, base_env), OWNER_VARIABLE: owner},
         timeout_seconds=config.shell.timeout_seconds,
         output_cap_bytes=config.shell.output_cap_bytes,
         secrets=config.secrets.all_values(),
+        owner=owner,
     )

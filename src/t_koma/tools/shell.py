@@ -44,7 +44,8 @@ class ShellTool(Tool):
         f"which `timeout_seconds` can lower or raise up to {TIMEOUT_CEILING_FACTOR}x. Long output keeps only its "
         "beginning and end, so filter it (grep, head, tail) when you need a specific part. A non-zero exit code "
         "is reported as an error. Background processes that keep the command's output open are stopped when it "
-        "finishes; redirect their output (`cmd > log 2>&1 &`) to keep them running."
+        "finishes; redirect their output (`cmd > log 2>&1 &`) to keep them running (until t-koma itself stops, which "
+        "stops every process a command left behind)."
     )
     parameters: ClassVar[Mapping[str, Any]] = {
         "type": "object",
