@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from t_koma.config.loader import load_config
-from tests.fakes.openrouter import TEST_KEY
+from tests.fakes.openrouter import TEST_KEY, FakeUpstream
+from tests.fakes.replies import text_reply
 from tests.gateway.conftest import BASE_CONFIG, RunningGateway, run_gateway, write_config
 
 URL_PASSWORD = "hunter2-url-password"
@@ -71,3 +72,20 @@ async def test_base_url_credentials_never_reach_errors_frames_or_logs(monkeypatc
         shown = [text for text in (*gateway.seen, *log_lines) if "t_koma.test" not in text and "retrying" not in text]
         leaked = [text for text in (*shown, *log_lines) if URL_PASSWORD in text or "admin:" in text]
         assert not leaked, leaked[:3]
+
+
+@pytest.mark.parametrize("n", [3, 0, "2", True])
+async def test_n_other_than_one_is_refused_with_400(gateway: RunningGateway, fake: FakeUpstream, n: Any) -> None:
+    status, text = await _post(gateway, {"model": "fast", "n": n, "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 400, text
+    error = orjson.loads(text)["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", "n")
+    assert "'n' must be 1" in error["message"]
+    assert fake.app.chat_requests == []
+
+
+async def test_n_of_one_is_served(gateway: RunningGateway, fake: FakeUpstream) -> None:
+    fake.app.enqueue(text_reply("one"))
+    status, text = await _post(gateway, {"model": "fast", "n": 1, "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 200, text
+    assert len(orjson.loads(text)["choices"]) == 1

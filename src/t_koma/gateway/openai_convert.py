@@ -107,6 +107,7 @@ def parse_request(body: bytes, default_chain: tuple[str, ...]) -> ChatCompletion
     stream = data.get("stream", False)
     if not isinstance(stream, bool):
         raise RequestError("'stream' must be a boolean", param="stream")
+    _check_n(data.get("n"))
     conversation = ConversationRequest(
         system=system,
         messages=messages,
@@ -117,6 +118,12 @@ def parse_request(body: bytes, default_chain: tuple[str, ...]) -> ChatCompletion
         extra={key: value for key, value in data.items() if key not in _MAPPED_FIELDS},
     )
     return ChatCompletionRequest(model.strip(), chain, stream, conversation)
+
+
+def _check_n(n: Any) -> None:
+    """Only one choice is returned, so `n` other than 1 (which the upstream would bill n times) is refused."""
+    if n is not None and (n != 1 or isinstance(n, bool)):
+        raise RequestError(f"'n' must be 1 (got {n!r}): the gateway returns one choice per request", param="n")
 
 
 def _reasoning(raw: Any, effort: Any) -> ReasoningConfig | None:
