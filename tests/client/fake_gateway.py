@@ -4,8 +4,10 @@
 Turns are chosen by the message text: `slow` streams until `cancel`, `tool` asks for approval, `fallback`
 reports a fallback, `fail` ends with an error, `drop` closes the connection mid-turn (a gateway restart),
 `think` streams THOUGHTS as `reasoning_delta` frames first (and counts reasoning tokens), `think-fallback` thinks,
-falls back, then thinks again, `think-hostile` thinks in escape sequences; anything else streams
-"Hello **world**" with fixed usage. A `chat` with a `reasoning` level the gateway would refuse gets its error.
+falls back, then thinks again, `think-hostile` thinks in escape sequences, `hostile` answers and runs a tool in
+them, `tool-spoof`, `tool-long` and `tool-lines` ask for approval of a command that erases its own line, a
+500-character one and a 32-line one; anything else streams "Hello **world**" with fixed usage. A `chat` with a
+`reasoning` level the gateway would refuse gets its error.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from t_koma.handshake import CHALLENGE_PARAM, health_proof
 from t_koma.messages import parse_reasoning_level
 
 TOKEN = "test-gateway-token-0123456789"
@@ -38,6 +41,16 @@ THOUGHTS = "\n".join(f"thought {i}" for i in range(1, 9))
 REASONING_USAGE: dict[str, Any] = {**USAGE, "reasoning_tokens": 1500}
 DOOMED_THOUGHT = "a doomed first attempt"
 HOSTILE_THOUGHT = "evil\x1b[2J\x1b]0;pwned\x07 plan\x9b31m done\x1b]52;c;ZXZpbA==\x07"
+HOSTILE_TEXT = "copy\x1b]52;c;ZXZpbA==\x07 retitle\x1b]0;pwned\x07 clear\x1b[2J\x1b[H done"
+ANSWER = ["Hello ", "**wor", "ld**", "!"]
+SPOOF = "touch X #\x1b[2K\x1b[1G│ $ ls -la"
+TOOL_COMMANDS = {
+    "tool": "seq 1 20",
+    "hostile": "seq 1 20",
+    "tool-spoof": SPOOF,
+    "tool-long": "echo " + "x" * 491 + " END",
+    "tool-lines": "ls -la" + "\n" * 31 + "rm -rf ~/important",
+}
 
 
 def catalog(count: int = 30) -> list[dict[str, Any]]:
@@ -97,7 +110,9 @@ class FakeGateway:
         return session
 
     async def health(self, request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "version": "fake"})
+        challenge = request.query_params.get(CHALLENGE_PARAM)
+        proof = {"proof": health_proof(TOKEN, challenge)} if challenge else {}
+        return JSONResponse({"status": "ok", "version": "fake", **proof})
 
     async def v1_models(self, request: Request) -> JSONResponse:
         if request.headers.get("authorization") != f"Bearer {TOKEN}":
@@ -263,11 +278,12 @@ class _Connection:
             await self.send("fallback", rid, session_id=sid, from_model="sonnet", to_model="kimi", error="rate_limited")
         if content == "think-fallback":
             thoughts = await self.think(rid, sid, "think")
-        if content == "tool":
-            await self.tool(rid, sid)
-        for piece in ("Hello ", "**wor", "ld**", "!"):
+        if content in TOOL_COMMANDS:
+            await self.tool(rid, sid, TOOL_COMMANDS[content], HOSTILE_TEXT if content == "hostile" else TOOL_OUTPUT)
+        pieces = [HOSTILE_TEXT[i : i + 5] for i in range(0, len(HOSTILE_TEXT), 5)] if content == "hostile" else ANSWER
+        for piece in pieces:
             await self.send("text_delta", rid, session_id=sid, text=piece)
-        await self.finish(rid, session, "Hello **world**!", thoughts=thoughts)
+        await self.finish(rid, session, "".join(pieces), thoughts=thoughts)
 
     async def think(self, rid: Any, sid: str, content: str) -> str:
         """The reasoning of the `think*` turns, streamed in pieces; returns it ("" for other turns)."""
@@ -277,8 +293,8 @@ class _Connection:
             await self.send("reasoning_delta", rid, session_id=sid, text=text[start : start + 7])
         return text
 
-    async def tool(self, rid: Any, sid: str) -> None:
-        arguments = json.dumps({"command": "seq 1 20"})
+    async def tool(self, rid: Any, sid: str, command: str, output: str) -> None:
+        arguments = json.dumps({"command": command})
         call = {"call_id": "call_1", "name": "run_shell_command", "arguments": arguments}
         await self.send("tool_call", rid, session_id=sid, **call)
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -288,7 +304,7 @@ class _Connection:
         if decision == "deny":
             await self.send("tool_result", rid, session_id=sid, call_id="call_1", content="denied", is_error=True)
         else:
-            await self.send("tool_result", rid, session_id=sid, call_id="call_1", content=TOOL_OUTPUT, is_error=False)
+            await self.send("tool_result", rid, session_id=sid, call_id="call_1", content=output, is_error=False)
 
     async def finish(
         self, rid: Any, session: Session, content: str, stop_reason: str = "stop", thoughts: str = ""

@@ -20,7 +20,7 @@ from t_koma.client.commands import resolve_session
 from t_koma.client.connection import GatewayConnection
 from t_koma.client.frames import GatewayError, SessionEntry, Usage
 from t_koma.client.status import status_text
-from tests.client.fake_gateway import DOOMED_THOUGHT, THOUGHTS, TOKEN, FakeGateway
+from tests.client.fake_gateway import DOOMED_THOUGHT, THOUGHTS, TOKEN, TOOL_COMMANDS, FakeGateway
 from tests.client.ptk import CTRL_C, ENTER, ESC, Screen, terminal, until
 from tests.fakes.server import serve
 
@@ -362,13 +362,69 @@ async def test_reasoning_command_sets_shows_and_clears_the_level_sent_with_each_
     assert [frame.get("reasoning") for frame in c.fake.of_type("chat")] == ["high", "8000", None]
 
 
-async def test_hostile_reasoning_is_shown_without_its_escape_sequences(gateway: tuple[FakeGateway, str]) -> None:
+async def test_hostile_reasoning_is_shown_with_its_escape_sequences_visible(gateway: tuple[FakeGateway, str]) -> None:
     async with chat(gateway) as c:
         await pick_default_model(c)
         await c.type("think-hostile")
         await c.shows("tokens")
         await c.type("/thinking")
-        await until(lambda: c.printed.count("evil plan done") == 2)
-        for sequence in ("\x1b", "\x9b", "\x07", "pwned"):
+        await until(lambda: c.printed.count("evil␛[2J␛]0;pwned␇ plan\\x9b31m done␛]52;c;ZXZpbA==␇") == 2)
+        for sequence in ("\x1b", "\x9b", "\x07"):
             assert sequence not in c.printed
+        await c.type("/quit")
+
+
+WARNING = "⚠ this command contains control characters (shown as ␛"
+HOSTILE_SHOWN = "copy␛]52;c;ZXZpbA==␇ retitle␛]0;pwned␇ clear␛[2J␛[H done"
+
+
+async def asked(c: Chat, turn: str) -> str:
+    """Send `turn` (a tool call the fake asks approval for), deny it; what was printed up to the prompt."""
+    before = len(c.printed)
+    await c.submit(turn)
+    await until(lambda: "Run run_shell_command?" in c.screen.text)
+    printed = c.printed[before:]
+    c.pipe.send_text("n")
+    await c.shows("denied")
+    await until(lambda: c.app.inputs_done == c.app.inputs_started)
+    return printed
+
+
+async def test_a_command_that_erases_its_own_line_is_shown_whole_and_flagged(gateway: tuple[FakeGateway, str]) -> None:
+    async with chat(gateway) as c:
+        await pick_default_model(c)
+        printed = await asked(c, "tool-spoof")
+        assert "$ touch X #␛[2K␛[1G│ $ ls -la" in printed and WARNING in printed
+        assert "\x1b" not in c.printed
+        assert WARNING not in await asked(c, "tool")  # a clean command gets no warning
+        await c.type("/quit")
+
+
+async def test_long_and_multi_line_commands_are_shown_whole(gateway: tuple[FakeGateway, str]) -> None:
+    async with chat(gateway) as c:
+        await pick_default_model(c)
+        printed = await asked(c, "tool-long")
+        unboxed = "".join(line.strip().strip("│").strip() for line in printed.splitlines())
+        assert TOOL_COMMANDS["tool-long"].replace(" ", "") in unboxed.replace(" ", "")
+        printed = await asked(c, "tool-lines")
+        assert "$ ls -la" in printed and "rm -rf ~/important" in printed and "↑ 32 lines: all of them run" in printed
+        await c.type("/quit")
+
+
+async def test_hostile_text_output_history_and_titles_are_visible_and_inert(gateway: tuple[FakeGateway, str]) -> None:
+    async with chat(gateway) as c:
+        c.fake.new_session("title\x1b]0;pwned\x07 clear\x1b[2J")
+        await pick_default_model(c)
+        await c.submit("hostile")
+        await until(lambda: "Run run_shell_command?" in c.screen.text)
+        c.pipe.send_text("y")
+        await c.shows("tokens")
+        assert c.printed.count(HOSTILE_SHOWN) == 2  # the tool's output and the answer
+        await c.type("/history")
+        await until(lambda: c.printed.count(HOSTILE_SHOWN) == 3)
+        await c.type("/sessions")
+        await c.shows("title␛]0;pwned␇ clear␛[2J")
+        await c.type("/switch 1")
+        await c.shows("“title␛]0;pwned␇ clear␛[2J”")
+        assert "\x1b" not in c.printed and "\x07" not in c.printed
         await c.type("/quit")

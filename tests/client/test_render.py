@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import re
 
 from rich.console import Console
@@ -147,7 +148,7 @@ async def test_on_a_terminal_a_fallback_erases_the_live_thinking_block() -> None
     assert renderer.thoughts == ""
 
 
-async def test_model_and_tool_output_never_reach_the_terminal_as_escape_sequences() -> None:
+async def test_model_and_tool_output_reach_the_terminal_with_their_escapes_visible_and_inert() -> None:
     screen, out = console(terminal=True)
     renderer = Renderer(screen)
     renderer.start_turn()
@@ -160,6 +161,51 @@ async def test_model_and_tool_output_never_reach_the_terminal_as_escape_sequence
     renderer.full_thinking()
     renderer.full_output(1)
     printed = out.getvalue()
-    assert "evil plan done" in printed
-    for sequence in ("\x1b[2J", "\x1b]", "\x9b", "\x07", "pwned"):
+    for sequence in ("\x1b[2J", "\x1b]", "\x9b", "\x07"):
         assert sequence not in printed
+    assert "evil␛[2J␛]0;pwned␇ plan\\x9b31m done␛]52;c;ZXZpbA==␇" in printed
+    assert 'printf "␛[2J"' in printed
+
+
+SPOOF = "touch X #\x1b[2K\x1b[1G│ $ ls -la"
+
+
+def shown_call(command: str, width: int = 80) -> str:
+    screen = Console(file=io.StringIO(), width=width, color_system=None)
+    renderer = Renderer(screen)
+    renderer.tool_call(ToolCall("c1", "run_shell_command", json.dumps({"command": command})))
+    return screen.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_a_command_that_erases_its_own_line_is_shown_whole_with_a_warning() -> None:
+    shown = shown_call(SPOOF)
+    assert "$ touch X #␛[2K␛[1G│ $ ls -la" in shown
+    assert "\x1b" not in shown
+    assert "⚠ this command contains control characters (shown as ␛" in shown
+
+
+def test_a_clean_one_line_command_has_no_warning() -> None:
+    assert "⚠" not in shown_call("ls -la") and "↑" not in shown_call("ls -la")
+
+
+def test_a_long_command_is_shown_whole() -> None:
+    command = "echo " + "x" * 495 + " END"
+    shown = shown_call(command)
+    unboxed = "".join(line.strip().strip("│").strip() for line in shown.splitlines())
+    assert command.replace(" ", "") in unboxed.replace(" ", "")
+
+
+def test_every_line_of_a_multi_line_command_is_shown_and_counted() -> None:
+    command = "ls -la" + "\n" * 30 + "rm -rf ~/important"
+    shown = shown_call(command)
+    assert "$ ls -la" in shown and "rm -rf ~/important" in shown
+    assert "↑ 31 lines: all of them run" in shown
+
+
+def test_markup_in_a_tool_name_or_command_is_shown_as_written() -> None:
+    screen, out = console()
+    renderer = Renderer(screen)
+    renderer.tool_call(ToolCall("c1", "[bold]x[/bold]", json.dumps({"q": "[/red]"})))
+    renderer.tool_result(ToolResult("c1", "ok", False))
+    renderer.full_output(1)
+    assert "⚙ [bold]x[/bold]" in out.getvalue() and '[bold]x[/bold]: {"q": "[/red]"}' in out.getvalue()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -98,7 +99,7 @@ def test_thinking_block_reasoning_level_and_hostile_reasoning_in_a_real_terminal
         child.send("/thinking\r")
         child.expect("thought 8")
         child.send("think-hostile\r")
-        child.expect("evil plan done")
+        child.expect("evil␛")
         child.expect("tokens")
         child.send("/quit\r")
         child.expect(pexpect.EOF)
@@ -107,9 +108,29 @@ def test_thinking_block_reasoning_level_and_hostile_reasoning_in_a_real_terminal
     assert child.exitstatus == 0
     transcript = child.logfile_read.getvalue()
     assert "thought 4" not in transcript.split("/thinking to expand")[0]  # folded while it streamed
-    for sequence in ("\x1b[2J", "\x1b]0;", "\x1b]52", "\x9b", "pwned"):
+    for sequence in ("\x1b[2J", "\x1b]0;", "\x1b]52", "\x9b"):
         assert sequence not in transcript
     assert [frame.get("reasoning") for frame in gateway.of_type("chat")] == ["high", "high"]
+
+
+def test_a_spoofing_command_is_shown_whole_and_flagged_in_a_real_terminal(gateway: FakeGateway) -> None:
+    child = spawn("--model", "vendor0/model-0")
+    child.logfile_read = io.StringIO()
+    try:
+        child.expect("/help for commands")
+        child.send("tool-spoof\r")
+        child.expect(r"Run run_shell_command\?")
+        child.send("n")
+        child.expect("denied")
+        child.expect("tokens")
+        child.send("/quit\r")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", child.logfile_read.getvalue())  # rich's colours
+    assert "$ touch X #␛[2K␛[1G│ $ ls -la" in shown
+    assert "⚠ this command contains control characters (shown as ␛" in shown
+    assert "\x1b[1G" not in shown and gateway.of_type("tool_approval")[0]["decision"] == "deny"
 
 
 def test_no_gateway_and_no_autostart_is_one_line_and_exit_5(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from prompt_toolkit.layout import FormattedTextControl, Layout, Window
 from prompt_toolkit.styles import Style
 
 from t_koma.client.frames import ProviderStatus
+from t_koma.client.sanitize import terminal_safe
 
 BOX_INNER_WIDTH = 36
 TITLE = "     Select Model Provider"
@@ -170,7 +171,7 @@ class ApprovalPrompt:
 
     def fragments(self) -> StyleAndTextTuples:
         return [
-            ("class:warn", f"Run {self.name}? "),
+            ("class:warn", f"Run {terminal_safe(self.name)}? "),
             ("", "[y]es / [n]o / [a]lways for this session "),
         ]
 

@@ -17,6 +17,7 @@ from prompt_toolkit.styles import Style
 
 from t_koma.client.frames import ModelEntry
 from t_koma.client.menus import QuitRequested
+from t_koma.client.sanitize import terminal_safe
 from t_koma.errors import TKomaError
 
 TOP = 20
@@ -74,7 +75,8 @@ def filter_models(models: Sequence[ModelEntry], query: str) -> list[ModelEntry]:
 
 
 def one_line(text: str, width: int) -> str:
-    flat = " ".join(text.split())
+    """`text` (from the upstream catalog) on one line of at most `width` columns, control characters visible."""
+    flat = " ".join(terminal_safe(text).split())
     return flat if len(flat) <= width else flat[: max(width - 1, 0)] + "…"
 
 

@@ -25,7 +25,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from t_koma.client.frames import ErrorFrame, Fallback, ToolCall, ToolResult
-from t_koma.client.sanitize import terminal_safe
+from t_koma.client.sanitize import ESCAPED_WARNING, needs_escaping, terminal_safe
 
 LIVE_LINES = 6
 """Lines of a streaming answer kept live (re-rendered); everything above them is printed for good."""
@@ -189,6 +189,26 @@ def fold(content: str, lines: int = FOLDED_LINES) -> tuple[str, int]:
     return "\n".join(all_lines[:lines]), max(len(all_lines) - lines, 0)
 
 
+def tool_call_view(name: str, arguments: str) -> RenderableType:
+    """A tool call as a panel holding its whole command, every line of it, control characters made visible;
+    under it, a line counting the lines of a multi-line command and a warning when control characters were there."""
+    raw = command_of(name, arguments)
+    command = terminal_safe(raw)
+    body: RenderableType = (
+        Syntax(f"$ {command}", "bash", word_wrap=True, background_color="default")
+        if name == "run_shell_command"
+        else Text(command)
+    )
+    title = Text(terminal_safe(f"⚙ {name}"))
+    parts: list[RenderableType] = [Panel(body, title=title, title_align="left", border_style="cyan", expand=False)]
+    lines = len(command.splitlines())
+    if lines > 1:
+        parts.append(Text(f"↑ {lines} lines: all of them run", style="yellow"))
+    if needs_escaping(raw):
+        parts.append(Text(ESCAPED_WARNING, style="bold yellow"))
+    return Group(*parts)
+
+
 class Renderer:
     """Prints a turn's events and the chat's notices to a rich console."""
 
@@ -262,13 +282,7 @@ class Renderer:
             return
         self.settle()
         self._calls[call.call_id] = call
-        command = terminal_safe(command_of(call.name, call.arguments))
-        body: RenderableType = (
-            Syntax(f"$ {command}", "bash", word_wrap=True, background_color="default")
-            if call.name == "run_shell_command"
-            else Text(command)
-        )
-        self.console.print(Panel(body, title=f"⚙ {call.name}", title_align="left", border_style="cyan", expand=False))
+        self.console.print(tool_call_view(call.name, call.arguments))
 
     def tool_result(self, result: ToolResult) -> None:
         self.settle()
@@ -304,8 +318,9 @@ class Renderer:
         self.console.print(Text(terminal_safe(f"✗ {error.type}: {error.message}"), style="bold red"))
 
     def notice(self, message: str, style: str = "dim") -> None:
+        """A one-line notice; it may quote a session title or a gateway message, so it is made terminal-safe."""
         self.settle()
-        self.console.print(Text(message, style=style))
+        self.console.print(Text(terminal_safe(message), style=style))
 
     def cancelled(self) -> None:
         self.settle()
@@ -325,7 +340,7 @@ class Renderer:
             title = terminal_safe(f"{output.name}: {output.command}" if output.command else output.name)
             style = "red" if output.is_error else "default"
             body = Text(terminal_safe(output.content), style=style)
-            self.console.print(Panel(body, title=title, title_align="left", expand=False))
+            self.console.print(Panel(body, title=Text(title), title_align="left", expand=False))
 
     def full_thinking(self) -> None:
         """`/thinking`: the last turn's reasoning in full, dimmed."""

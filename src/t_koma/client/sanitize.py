@@ -1,29 +1,53 @@
-"""Model output made safe to show in a terminal: the one place where escape and control sequences are neutralised.
+"""Model output made safe to show in a terminal: the one place where control characters are made visible.
 
-Everything a model (or a tool it ran) wrote is hostile: an answer, its reasoning or a command's output could
-carry escape sequences that clear the screen, move the cursor, retitle the window, plant a hyperlink or write to
-the clipboard. `terminal_safe` removes them — 7-bit (`ESC [`, `ESC ]`, …) and 8-bit (C1) forms — and every
-other control character except newline and tab, before rich renders the text.
+Everything a model (or a tool it ran) wrote is hostile: an answer, its reasoning, a tool call's command or its
+output could carry escape sequences that clear the screen, erase a line and redraw it (spoofing the approval
+prompt), retitle the window, plant a hyperlink or write to the clipboard. `terminal_safe` neither passes nor
+silently drops them: it shows every control character as a visible stand-in, so the user sees exactly what was
+there and the terminal interprets none of it:
+
+- C0 controls and DEL as their Unicode control pictures: ESC as `␛` (so `\\x1b[2K` reads `␛[2K`), CR as `␍`,
+  BEL as `␇`, NUL as `␀`, DEL as `␡`;
+- C1 controls (0x80–0x9f, the 8-bit CSI, OSC, ST …) as `\\xNN`;
+- the bidirectional overrides and isolates (U+202A–U+202E, U+2066–U+2069), which reorder what is drawn, as `\\uNNNN`.
+
+Newline and tab are kept. t-koma's own styling is added after this (rich styles, the dim escape of `ask`), never
+fed through it. `--json` output does not use it: JSON escapes control characters itself, and keeps them exact.
 """
 
 from __future__ import annotations
 
 import re
 
-_UNSAFE = re.compile(
-    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI: cursor moves, erases, colours, terminal queries
-    r"|(?:\x1b[\]P^_X]|[\x90\x98\x9d-\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"  # OSC, DCS, SOS, PM, APC strings
-    r"|\x1b[ -/]*[0-~]"  # other escapes: charset designations, reset (ESC c), keypad modes
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # any other control character (a lone ESC, CR, BEL, C1 …); \t and \n stay
-)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+"""Every character `terminal_safe` replaces: text without any (the usual case) is returned as it is."""
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-"""Every sequence above starts with one of these: text without any (the usual case) is returned as it is."""
+def _stand_in(code: int) -> str:
+    if code < 0x20:
+        return chr(0x2400 + code)  # ␀ … ␟ (ESC is ␛)
+    if code == 0x7F:
+        return "␡"
+    if code <= 0x9F:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}"
+
+
+_RANGES = (range(0x00, 0x09), range(0x0B, 0x20), range(0x7F, 0xA0), range(0x202A, 0x202F), range(0x2066, 0x206A))
+_VISIBLE = {code: _stand_in(code) for codes in _RANGES for code in codes}
+
+
+def needs_escaping(text: str) -> bool:
+    """Whether `terminal_safe` changes `text` (it holds a control character other than newline and tab)."""
+    return _CONTROL.search(text) is not None
 
 
 def terminal_safe(text: str) -> str:
-    """`text` without escape sequences or control characters (newlines and tabs are kept)."""
-    if _CONTROL.search(text) is None:
+    """`text` with every control character but newline and tab shown as a visible stand-in (ESC as `␛`)."""
+    if not needs_escaping(text):
         return text
-    return _UNSAFE.sub("", text)
+    return text.translate(_VISIBLE)
+
+
+ESCAPED_WARNING = "⚠ this command contains control characters (shown as ␛, ␍, \\xNN …): it may not do what it seems to"
+"""The line shown under a tool call whose command `terminal_safe` had to change."""

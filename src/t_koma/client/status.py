@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
 from t_koma.client.frames import Usage
+from t_koma.client.sanitize import terminal_safe
 
 ConnectionState: TypeAlias = Literal["connected", "reconnecting", "disconnected"]
 
@@ -102,7 +103,7 @@ def model_label(state: StatusState) -> str:
     if state.model is None:
         return state.default_label
     provider = PROVIDER_LABELS.get(state.provider or "", state.provider or "")
-    return f"{provider} · {state.model}" if provider else state.model
+    return terminal_safe(f"{provider} · {state.model}" if provider else state.model)  # the upstream names it
 
 
 def short_id(session_id: str) -> str:

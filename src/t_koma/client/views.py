@@ -59,7 +59,7 @@ def sessions_table(sessions: Sequence[SessionEntry], current: str | None) -> Tab
         table.add_row(
             f"{'▶' if entry.id == current else ''}{number}",
             short_id(entry.id),
-            entry.title or "",
+            Text(terminal_safe(entry.title or "")),
             "" if entry.message_count is None else str(entry.message_count),
             tokens,
             format_cost(usage.cost) if usage and usage.cost is not None else "",
