@@ -153,6 +153,74 @@ def test_the_approval_prompt_on_a_terminal(fake_openrouter: FakeUpstream) -> Non
     assert Path("via-tty").exists()
 
 
+SPOOF = "touch X #\x1b[2K\x1b[1G│ $ ls -la"
+WARNING = "⚠ this command contains control characters (shown as ␛"
+
+
+def approval_transcript(command: str, answer: str = "n") -> str:
+    """`ask` on a terminal asked to approve `command`; the terminal's transcript up to the exit."""
+    child = pexpect.spawn(sys.executable, ["-m", "t_koma", "ask", "Go"], encoding="utf-8", timeout=20)
+    try:
+        child.expect(r"\[y\]es / \[n\]o / \[a\]lways: ")
+        shown = str(child.before) + str(child.after)
+        child.sendline(answer)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    return shown
+
+
+def test_the_approval_prompt_shows_a_line_erasing_command_whole_and_warns(fake_openrouter: FakeUpstream) -> None:
+    fake_openrouter.app.enqueue(tool_call_reply([shell("c1", SPOOF)]), text_reply("Not run."))
+
+    shown = approval_transcript(SPOOF)
+
+    assert "Run run_shell_command: touch X #␛[2K␛[1G│ $ ls -la?" in shown and WARNING in shown
+    assert "\x1b" not in shown
+    assert "[tool] run_shell_command: touch X #␛[2K␛[1G│ $ ls -la" in shown
+    assert not Path("X").exists()
+
+
+def test_the_approval_prompt_shows_long_and_multi_line_commands_whole(fake_openrouter: FakeUpstream) -> None:
+    long = "echo " + "x" * 491 + " END"
+    lines = "ls -la" + "\n" * 31 + "rm -rf ~/important"
+    fake_openrouter.app.enqueue(tool_call_reply([shell("c1", long)]), text_reply("Not run."))
+    fake_openrouter.app.enqueue(tool_call_reply([shell("c1", lines)]), text_reply("Not run."))
+
+    assert f"Run run_shell_command: {long}?" in approval_transcript(long)
+    shown = approval_transcript(lines)
+    assert "Run run_shell_command (32 lines, all of them run):" in shown
+    assert "  | ls -la\r\n" in shown and "  | rm -rf ~/important\r\nRun it?" in shown and WARNING not in shown
+
+
+HOSTILE = "copy\x1b]52;c;ZXZpbA==\x07 retitle\x1b]0;pwned\x07 clear\x1b[2J\x1b[H done"
+HOSTILE_SHOWN = "copy␛]52;c;ZXZpbA==␇ retitle␛]0;pwned␇ clear␛[2J␛[H done"
+
+
+def test_hostile_text_and_tool_output_are_visible_and_inert_on_a_terminal(fake_openrouter: FakeUpstream) -> None:
+    fake_openrouter.app.enqueue(tool_call_reply([shell("c1", "printf '" + HOSTILE + "'")]), text_reply(HOSTILE))
+    child = pexpect.spawn(sys.executable, ["-m", "t_koma", "ask", "--yes", "Go"], encoding="utf-8", timeout=20)
+    try:
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+
+    shown = str(child.before)
+    assert shown.count(HOSTILE_SHOWN) == 3  # the command, its output and the answer
+    assert "\x1b" not in shown and "\x07" not in shown
+
+
+def test_json_keeps_control_characters_exact(fake_openrouter: FakeUpstream) -> None:
+    fake_openrouter.app.enqueue(tool_call_reply([shell("c1", SPOOF)]), text_reply(HOSTILE))
+
+    done = t_koma("ask", "--json", "Go")
+
+    assert "\\u001b]52;c;ZXZpbA==\\u0007" in done.stdout and "␛" not in done.stdout
+    payload = json.loads(done.stdout)
+    assert payload["text"] == HOSTILE and payload["tool_calls"][0]["arguments"] == {"command": SPOOF}
+
+
 def test_no_stream_and_no_tools(fake_openrouter: FakeUpstream) -> None:
     done = t_koma("ask", "--no-stream", "--no-tools", "--system", "Be brief.", "Hi")
 
@@ -434,9 +502,9 @@ def test_show_reasoning_on_a_terminal_is_dimmed_and_neutralised(fake_openrouter:
     assert DIM in output
     visible = output.replace(DIM, "").replace(RESET, "")
     assert "\x1b" not in visible and "\x07" not in visible
-    # The model's escapes and its \r are gone (a sequence split between two deltas leaves harmless letters);
+    # The model's escapes and its \r are shown, not interpreted (also when a delta splits a sequence);
     # the reasoning's line is closed before the answer starts (the pty shows \n as \r\n).
-    assert visible.index("Pondering") < visible.index("deeply.\r\nAnswer") < visible.index("here.\r\n")
+    assert "␛]0;retitled␇Pondering␛[2J deeply␍.\r\nAnswer␛[31m here.\r\n" in visible
 
 
 def test_reasoning_that_uses_every_token_is_a_clear_error(fake_openrouter: FakeUpstream) -> None:

@@ -3,6 +3,7 @@ the table, and errors as one stderr line plus `{"error": ...}` on stdout with th
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -269,3 +270,17 @@ def test_narrow_terminals_shorten_names_but_never_ids(openrouter: Any) -> None:
         assert model_id in run.stdout
     assert "Anthropic: Claude Sonnet 4.5" not in run.stdout
     assert "…" in run.stdout
+
+
+def test_hostile_catalog_names_are_shown_visible_and_inert_and_json_keeps_them(fake_openrouter: Any) -> None:
+    name = "Evil\x1b]52;c;ZXZpbA==\x07 [bold]model[/b]\x1b[2J"
+    hostile = catalog_entry("evil/model", name, tools=True, context=8192, prompt="0", completion="0")
+    fake_openrouter.app.models = [hostile]
+    env = {**os.environ, "COLUMNS": "200"}
+
+    run = t_koma("models", env=env)
+    as_json = t_koma("models", "--json", env=env)
+
+    assert run.code == 0, run.stderr
+    assert "Evil␛]52;c;ZXZpbA==␇ [bold]model[/b]␛[2J" in run.stdout and "\x1b" not in run.stdout
+    assert json.loads(as_json.stdout)[-1]["name"] == name

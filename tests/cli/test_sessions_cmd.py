@@ -140,9 +140,42 @@ def test_history_folds_reasoning_into_one_line_and_json_keeps_every_block() -> N
     text = t_koma("history", session_id).stdout
     as_json = json.loads(t_koma("history", session_id, "--json").stdout)
 
-    assert "thinking: Weigh the options. … (3 lines)\nB wins." in text
+    assert "thinking: ␛]0;pwned␇Weigh the options. … (3 lines)\nB␛[31m wins." in text
     assert "Option B" not in text and "\x1b" not in text
     blocks = as_json["messages"][1]["content"]
     assert [block["type"] for block in blocks] == ["reasoning", "reasoning", "text"]
     assert blocks[0]["text"].endswith("Option B.") and blocks[0]["signature"] == "s1"
     assert (blocks[1]["kind"], blocks[1]["data"], blocks[1]["index"]) == ("encrypted", "b3BhcXVl", 1)
+
+
+HOSTILE = "copy\x1b]52;c;ZXZpbA==\x07 retitle\x1b]0;pwned\x07 clear\x1b[2J\x1b[H done"
+HOSTILE_SHOWN = "copy␛]52;c;ZXZpbA==␇ retitle␛]0;pwned␇ clear␛[2J␛[H done"
+
+
+async def populate_hostile() -> str:
+    """A session whose title, answer and tool output write to the clipboard, retitle the window and clear it."""
+    store = await SqliteStore.open(database())
+    try:
+        session = await store.create_session(HOSTILE)
+        await store.append_message(session.id, "user", (TextBlock(HOSTILE),))
+        call = ToolUseBlock("call_1", "run_shell_command", {"command": "cat notes"})
+        await store.append_message(session.id, "assistant", (call,), model="test/alpha")
+        await store.append_message(session.id, "user", (ToolResultBlock("call_1", HOSTILE),))
+        await store.append_message(session.id, "assistant", (TextBlock(HOSTILE),), model="test/alpha")
+        return session.id
+    finally:
+        await store.close()
+
+
+def test_hostile_titles_text_and_output_are_shown_visible_and_inert_and_json_keeps_them_exact() -> None:
+    session = asyncio.run(populate_hostile())
+
+    listed = t_koma("sessions").stdout
+    history = t_koma("history", session).stdout
+
+    assert "copy␛]52;c;ZXZpbA==␇" in listed and "\x1b" not in listed and "\x07" not in listed
+    assert history.count(HOSTILE_SHOWN) == 4  # the title, the prompt, the tool's output and the answer
+    assert "\x1b" not in history and "\x07" not in history
+    assert json.loads(t_koma("sessions", "--json").stdout)[0]["title"] == HOSTILE
+    messages = json.loads(t_koma("history", session, "--json").stdout)["messages"]
+    assert messages[3]["content"] == [{"type": "text", "text": HOSTILE}]

@@ -10,7 +10,8 @@ import re
 from rich.console import Console
 
 from t_koma.client.frames import ErrorFrame, Fallback, ToolCall, ToolResult
-from t_koma.client.render import MarkdownStream, Renderer, command_of, fold, thinking_view
+from t_koma.client.render import MarkdownStream, Renderer, fold, thinking_view
+from t_koma.client.sanitize import command_of
 from tests.client.ptk import until
 
 

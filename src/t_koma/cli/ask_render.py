@@ -9,12 +9,11 @@ is left byte for byte as the model wrote it."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 from typing import TextIO
 
-from t_koma.client.sanitize import terminal_safe
+from t_koma.client.sanitize import ESCAPED_WARNING, command_of, needs_escaping, terminal_safe
 from t_koma.engine.events import (
     ApprovalDecision,
     EngineEvent,
@@ -153,8 +152,7 @@ class TerminalApproval:
     async def __call__(self, call: ToolCallRequest) -> ApprovalDecision:
         self.renderer.end_lines()
         err = self.renderer.err
-        summary = call_summary(call.name, call.arguments)
-        question = terminal_safe(f"Run {call.name}: {summary}? [y]es / [n]o / [a]lways: ")
+        question = approval_question(call.name, call.arguments)
         while True:
             err.write(question)
             err.flush()
@@ -194,16 +192,23 @@ def is_terminal(stream: TextIO) -> bool:
 
 
 def call_summary(name: str, arguments: str) -> str:
-    """The command of a shell call, else the arguments; one line, shortened."""
-    shown = arguments
-    if name == "run_shell_command":
-        try:
-            decoded = json.loads(arguments)
-        except ValueError:
-            decoded = None
-        if isinstance(decoded, dict) and isinstance(decoded.get("command"), str):
-            shown = decoded["command"]
-    return shorten(" ".join(shown.split()))
+    """The whole command of a shell call, else the arguments: every line, never shortened (made terminal-safe when
+    written, like every note)."""
+    return command_of(name, arguments)
+
+
+def approval_question(name: str, arguments: str) -> str:
+    """The approval prompt: the whole command, control characters visible; a multi-line command on lines of its
+    own with their count, and a warning line when control characters were escaped."""
+    raw = call_summary(name, arguments)
+    command = terminal_safe(raw)
+    lines = command.splitlines() or [""]
+    warning = f"{ESCAPED_WARNING}\n" if needs_escaping(raw) else ""
+    choices = "? [y]es / [n]o / [a]lways: "
+    if len(lines) == 1:
+        return f"{warning}Run {terminal_safe(name)}: {command}{choices}"
+    body = "".join(f"  | {line}\n" for line in lines)
+    return f"Run {terminal_safe(name)} ({len(lines)} lines, all of them run):\n{body}{warning}Run it{choices}"
 
 
 def result_summary(content: str, is_error: bool) -> str:

@@ -8,8 +8,10 @@ import asyncio
 import click
 from rich.console import Console, JustifyMethod
 from rich.table import Table
+from rich.text import Text
 
 from t_koma.cli.output import fail_json, print_json
+from t_koma.client.sanitize import terminal_safe
 from t_koma.config.loader import load_config
 from t_koma.config.model import Config
 from t_koma.errors import TKomaError
@@ -72,8 +74,8 @@ def _print_table(listed: list[ModelInfo]) -> None:
     """IDs and numbers are never cut (IDs get copied into `-m`); only names are shortened to fit the terminal."""
     rows = [
         (
-            model.id,
-            model.name,
+            terminal_safe(model.id),  # both come from the upstream catalog
+            terminal_safe(model.name),
             f"{model.context_length:,}" if model.context_length else "-",
             _price(model.prompt_price),
             _price(model.completion_price),
@@ -91,7 +93,7 @@ def _print_table(listed: list[ModelInfo]) -> None:
         justify: JustifyMethod = "left" if index < 2 else "right"
         table.add_column(header, no_wrap=True, overflow="ellipsis", width=width, justify=justify)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # names are shown as written, never as markup
     Console(width=max(console.width, fixed + name_width)).print(table)
 
 

@@ -144,7 +144,7 @@ def _sessions_table(summaries: list[SessionSummary]) -> Table:
         cost = "-" if summary.cost is None else format_cost(summary.cost)
         table.add_row(
             summary.session.id,
-            escape(summary.session.title),
+            escape(terminal_safe(summary.session.title)),
             _when(summary.session.updated_at),
             str(summary.message_count),
             f"{tokens:,}",
@@ -154,10 +154,12 @@ def _sessions_table(summaries: list[SessionSummary]) -> Table:
 
 
 def _print_history(console: Console, session: SessionInfo, messages: list[StoredMessage]) -> None:
-    console.print(f"[bold]{escape(session.title)}[/bold]  {session.id}  (updated {_when(session.updated_at)})")
+    title = escape(terminal_safe(session.title))
+    console.print(f"[bold]{title}[/bold]  {session.id}  (updated {_when(session.updated_at)})")
     for message in messages:
         console.print()
-        console.print(escape(_heading(message)), style="bold cyan" if message.role == "user" else "bold green")
+        heading = escape(terminal_safe(_heading(message)))
+        console.print(heading, style="bold cyan" if message.role == "user" else "bold green")
         for line, style in _block_lines(message):
             console.print(escape(terminal_safe(line)), style=style, soft_wrap=True)
 

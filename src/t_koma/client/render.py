@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import time
 from dataclasses import dataclass
 
@@ -25,7 +24,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from t_koma.client.frames import ErrorFrame, Fallback, ToolCall, ToolResult
-from t_koma.client.sanitize import ESCAPED_WARNING, needs_escaping, terminal_safe
+from t_koma.client.sanitize import ESCAPED_WARNING, command_of, needs_escaping, terminal_safe
 
 LIVE_LINES = 6
 """Lines of a streaming answer kept live (re-rendered); everything above them is printed for good."""
@@ -170,17 +169,6 @@ class ToolOutput:
     command: str
     content: str
     is_error: bool
-
-
-def command_of(name: str, arguments: str) -> str:
-    """The shell command of a `run_shell_command` call, or the arguments as compact JSON for other tools."""
-    try:
-        parsed = json.loads(arguments) if arguments else {}
-    except ValueError:
-        return arguments
-    if isinstance(parsed, dict) and isinstance(parsed.get("command"), str):
-        return str(parsed["command"])
-    return json.dumps(parsed, ensure_ascii=False)
 
 
 def fold(content: str, lines: int = FOLDED_LINES) -> tuple[str, int]:

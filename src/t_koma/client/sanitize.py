@@ -17,6 +17,7 @@ fed through it. `--json` output does not use it: JSON escapes control characters
 
 from __future__ import annotations
 
+import json
 import re
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -51,3 +52,15 @@ def terminal_safe(text: str) -> str:
 
 ESCAPED_WARNING = "⚠ this command contains control characters (shown as ␛, ␍, \\xNN …): it may not do what it seems to"
 """The line shown under a tool call whose command `terminal_safe` had to change."""
+
+
+def command_of(name: str, arguments: str) -> str:
+    """What a tool call is shown as (raw, before `terminal_safe`): the whole shell command of a `run_shell_command`
+    call, else the arguments as compact JSON."""
+    try:
+        parsed = json.loads(arguments) if arguments else {}
+    except ValueError:
+        return arguments
+    if isinstance(parsed, dict) and isinstance(parsed.get("command"), str):
+        return str(parsed["command"])
+    return json.dumps(parsed, ensure_ascii=False)

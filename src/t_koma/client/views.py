@@ -11,8 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from t_koma.client.frames import History, SessionEntry
-from t_koma.client.render import command_of, fold, thinking_view
-from t_koma.client.sanitize import terminal_safe
+from t_koma.client.render import fold, thinking_view
+from t_koma.client.sanitize import command_of, terminal_safe
 from t_koma.client.status import format_cost, format_tokens, short_id
 
 COMMANDS: tuple[tuple[str, str], ...] = (
