@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 
@@ -10,6 +11,7 @@ import pytest
 from t_koma.client.connection import GatewayConnection
 from t_koma.client.frames import (
     ErrorFrame,
+    Frame,
     GatewayError,
     GatewayUnavailableError,
     Response,
@@ -17,7 +19,9 @@ from t_koma.client.frames import (
     TurnEvent,
     Usage,
 )
+from t_koma.client.verify import ForeignListenerError
 from tests.client.fake_gateway import TOKEN, FakeGateway
+from tests.client.foreign_listener import Answer, foreign_listener, like_t_koma, wrong_proof
 from tests.client.ptk import until
 from tests.fakes.server import ServerThread, serve
 
@@ -55,9 +59,50 @@ async def test_hello_tells_the_selection_and_which_providers_have_keys(gateway: 
     assert conn.state == "disconnected"
 
 
-async def test_a_wrong_token_is_a_clear_error(gateway: tuple[FakeGateway, str]) -> None:
-    with pytest.raises(GatewayUnavailableError, match="refused the connection: 403"):
-        await connection(gateway[1], token="wrong").connect()
+async def test_a_gateway_that_cannot_prove_our_token_gets_nothing(gateway: tuple[FakeGateway, str]) -> None:
+    fake, url = gateway
+    with pytest.raises(ForeignListenerError, match="gave a wrong proof"):
+        await connection(url, token="wrong-token-0123456789").connect()
+    assert fake.connections == 0  # no WebSocket handshake, so no token
+
+
+@pytest.mark.parametrize(("answer", "problem"), [(like_t_koma, "gave no proof"), (wrong_proof, "gave a wrong proof")])
+async def test_a_foreign_listener_on_the_port_never_sees_the_token_or_the_prompt(answer: Answer, problem: str) -> None:
+    with foreign_listener(answer) as listener:
+        conn = connection(f"ws://127.0.0.1:{listener.port}/ws")
+        with pytest.raises(GatewayError) as refused:
+            await conn.connect()
+        with pytest.raises(GatewayError):
+            await collect(conn, "my secret prompt")
+        await conn.close()
+    assert listener.received, "the listener was asked for its proof"
+    assert not listener.saw(TOKEN) and not listener.saw("my secret prompt")
+    assert isinstance(refused.value, ForeignListenerError)
+    message = refused.value.message
+    assert f"port {listener.port} on 127.0.0.1 is not your t-koma gateway" in message and problem in message
+    assert "[gateway] port" in message and "401" not in message and "\n" not in message
+    assert f"pid {os.getpid()} " in message  # this test process holds the port, found through /proc
+
+
+async def test_a_reconnect_to_a_foreign_listener_sends_nothing_and_says_so_once() -> None:
+    fake = FakeGateway()
+    first = ServerThread(fake)
+    port = first.port
+    first.start()
+    notices: list[Frame] = []
+    conn = connection(f"ws://127.0.0.1:{port}/ws", timeout=0.5)
+    conn.on_notice = notices.append
+    await conn.connect()
+    try:
+        first.stop()
+        await until(lambda: conn.state == "reconnecting")
+        with foreign_listener(port=port) as listener:
+            await until(lambda: len(listener.received) >= 3)
+            assert not listener.saw(TOKEN)
+        assert len(notices) == 1 and isinstance(notices[0], ErrorFrame)
+        assert notices[0].type == "foreign_listener" and f"port {port}" in notices[0].message
+    finally:
+        await conn.close()
 
 
 async def test_no_gateway_is_a_clear_error() -> None:

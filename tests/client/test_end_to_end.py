@@ -130,6 +130,7 @@ def autostarted(port: int) -> Iterator[Path]:
 def gateway(port: int, fake_openrouter: FakeUpstream) -> Iterator[str]:
     """A `t-koma gateway` process started by the test, answering `/health` at the returned URL."""
     url = f"http://127.0.0.1:{port}"
+    token_file = data_dir() / "gateway.token"
     log_path = data_dir() / "test-gateway.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -140,7 +141,7 @@ def gateway(port: int, fake_openrouter: FakeUpstream) -> Iterator[str]:
             start_new_session=True,
         )
     try:
-        wait_for(lambda: probe(url) is not None or process.poll() is not None, 15, "gateway /health")
+        wait_for(lambda: probe(url, token_file).version is not None or process.poll() is not None, 15, "/health")
         assert process.poll() is None, log_path.read_text()
         yield url
     finally:

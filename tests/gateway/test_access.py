@@ -13,8 +13,11 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from t_koma import __version__
+from t_koma.client.connection import GatewayConnection
+from t_koma.client.verify import ForeignListenerError
 from t_koma.config.loader import load_config
 from t_koma.gateway.auth import load_or_create_token
+from t_koma.handshake import health_proof
 from tests.fakes.openrouter import FakeUpstream
 from tests.gateway.conftest import BASE_CONFIG, RunningGateway, WsClient, run_gateway, write_config
 
@@ -23,6 +26,39 @@ async def test_health_needs_no_token(gateway: RunningGateway) -> None:
     async with gateway.http() as http, http.get("/health") as response:
         assert response.status == 200
         assert await response.json() == {"status": "ok", "version": __version__}
+
+
+async def test_health_proves_the_gateway_knows_the_token_without_revealing_it(gateway: RunningGateway) -> None:
+    async with gateway.http() as http, http.get("/health", params={"challenge": "nonce-42"}) as response:
+        assert response.status == 200
+        body = await response.json()
+    assert body == {"status": "ok", "version": __version__, "proof": health_proof(gateway.token, "nonce-42")}
+    gateway.seen.append(orjson.dumps(body).decode())  # the token itself is never in it
+
+
+@pytest.mark.parametrize("challenge", ["", "x" * 257])
+async def test_health_refuses_an_empty_or_oversized_challenge(gateway: RunningGateway, challenge: str) -> None:
+    async with gateway.http() as http, http.get("/health", params={"challenge": challenge}) as response:
+        assert response.status == 400
+        body = await response.json()
+    assert "challenge must be 1 to 256 characters" in body["error"]["message"]
+
+
+async def test_the_client_accepts_the_real_gateway_and_connects_with_its_token(gateway: RunningGateway) -> None:
+    conn = GatewayConnection(gateway.ws_url, lambda: gateway.token)
+    await conn.connect()
+    try:
+        assert conn.state == "connected" and conn.hello is not None
+        assert await conn.ping() is not None
+    finally:
+        await conn.close()
+
+
+async def test_the_client_refuses_the_real_gateway_of_another_token(gateway: RunningGateway) -> None:
+    conn = GatewayConnection(gateway.ws_url, lambda: "the-token-of-another-data-dir-0123")
+    with pytest.raises(ForeignListenerError, match="gave a wrong proof"):
+        await conn.connect()
+    await conn.close()
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-token-0000000000", "Basic abc"])

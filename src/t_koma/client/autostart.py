@@ -1,19 +1,16 @@
 """Find a running gateway, or start one in the background and wait for it (bounded) with a spinner.
 
 A started gateway runs in its own session (it survives the chat and is reused by the next one) and logs to
-`<data dir>/gateway.log`. The probe uses the standard library's urllib: it is one tiny GET, and importing an
-async HTTP client would cost more start-up time than the request itself.
+`<data dir>/gateway.log`. Whatever answers on the port must prove it is the user's gateway (`client.verify`); a
+foreign listener is reported, never sent the token, and no second gateway is started next to it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,32 +18,27 @@ from pathlib import Path
 from rich.console import Console
 
 from t_koma.client.frames import GatewayUnavailableError
+from t_koma.client.verify import ForeignListenerError, HealthCheck, check_gateway, foreign_listener_message
 
 START_TIMEOUT = 15.0
 PROBE_TIMEOUT = 0.5
+SLOW_PROBE_TIMEOUT = 3.0
+"""A listener silent for PROBE_TIMEOUT gets this long before it is called foreign (a busy gateway is slow)."""
 POLL_INTERVAL = 0.1
 
 
 @dataclass(frozen=True, slots=True)
 class GatewayStatus:
-    """A gateway that answers `/health`; `started_pid` is set when this call started it."""
+    """The user's gateway, proven on `/health`; `started_pid` is set when this call started it."""
 
     http_url: str
     version: str
     started_pid: int | None = None
 
 
-def probe(http_url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
-    """The gateway's version when `GET /health` answers `{"status": "ok"}`, else None. Never uses a proxy."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(f"{http_url.rstrip('/')}/health", timeout=timeout) as reply:
-            body = json.loads(reply.read(64 * 1024) or b"{}")
-    except (OSError, ValueError, urllib.error.URLError):
-        return None
-    if not isinstance(body, dict) or str(body.get("status", "")).lower() != "ok":
-        return None
-    return str(body.get("version") or "")
+def probe(http_url: str, token_path: Path, timeout: float = PROBE_TIMEOUT) -> HealthCheck:
+    """What answers `GET /health` at `http_url`, checked against the token in `token_path`. Never uses a proxy."""
+    return check_gateway(http_url, lambda: read_token(token_path), timeout)
 
 
 def read_token(path: Path) -> str | None:
@@ -98,6 +90,7 @@ def exit_status(pid: int) -> int | None:
 def ensure_gateway(
     http_url: str,
     log_path: Path,
+    token_path: Path,
     *,
     autostart: bool = True,
     console: Console | None = None,
@@ -105,10 +98,15 @@ def ensure_gateway(
     timeout: float = START_TIMEOUT,
     clock: Callable[[], float] = time.monotonic,
 ) -> GatewayStatus:
-    """Reuse the gateway answering at `http_url`, or start one (unless `autostart` is False) and wait for it."""
-    version = probe(http_url)
-    if version is not None:
-        return GatewayStatus(http_url, version)
+    """Reuse the user's gateway answering at `http_url`, or start one (unless `autostart` is False) and wait for it.
+    Raises `ForeignListenerError` when something else holds the port."""
+    found = probe(http_url, token_path)
+    if found.timed_out:
+        found = probe(http_url, token_path, SLOW_PROBE_TIMEOUT)
+    if found.version is not None:
+        return GatewayStatus(http_url, found.version)
+    if found.problem is not None:
+        raise ForeignListenerError(foreign_listener_message(http_url, found.problem))
     if not autostart:
         raise GatewayUnavailableError(
             f"no gateway answers at {http_url}; start one with `t-koma gateway` (or drop --no-autostart)"
@@ -116,17 +114,21 @@ def ensure_gateway(
     pid = spawn_detached(command or gateway_command(), log_path)
     console = console or Console(stderr=True)
     with console.status(f"Starting the gateway at {http_url} …", spinner="dots"):
-        version = _wait_healthy(http_url, pid, log_path, timeout, clock)
+        version = _wait_healthy(http_url, token_path, pid, log_path, timeout, clock)
     return GatewayStatus(http_url, version, started_pid=pid)
 
 
-def _wait_healthy(http_url: str, pid: int, log_path: Path, timeout: float, clock: Callable[[], float]) -> str:
+def _wait_healthy(
+    http_url: str, token_path: Path, pid: int, log_path: Path, timeout: float, clock: Callable[[], float]
+) -> str:
     deadline = clock() + timeout
     exited: int | None = None
     while clock() < deadline:
-        version = probe(http_url)
-        if version is not None:
-            return version  # ours, or one another client started at the same moment
+        found = probe(http_url, token_path)
+        if found.version is not None:
+            return found.version  # ours, or one another client started at the same moment
+        if found.problem is not None and not found.timed_out:
+            raise ForeignListenerError(foreign_listener_message(http_url, found.problem))
         if exited is None:
             exited = exit_status(pid)
         if exited is not None:

@@ -3,6 +3,9 @@ events as an async iterator, and automatic reconnects that re-join the same sess
 
 One reader task owns the socket's receive side and routes every frame: a reply whose `id` belongs to a pending
 request resolves it; frames of a running turn go to that turn's queue; anything else goes to `on_notice`.
+
+Every connection attempt (the first and each reconnect) first has the listener prove on `/health` that it is the
+user's gateway (`client.verify`); only then is the token sent in the WebSocket handshake.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from t_koma.client.frames import (
     TurnEvent,
 )
 from t_koma.client.status import ConnectionState
+from t_koma.client.verify import ForeignListenerError, http_base, require_gateway
 from t_koma.client.wire import Incoming, parse_frame
 
 F = TypeVar("F")
@@ -47,6 +51,8 @@ RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0)
 """Seconds between reconnect attempts; the last value repeats until the gateway is back or the client quits."""
 
 MAX_INCOMING_FRAME = 64 * 1024 * 1024
+VERIFY_TIMEOUT = 5.0
+"""Seconds the listener has to answer the `/health` challenge (the same bound as the WebSocket handshake)."""
 
 
 @dataclass(slots=True)
@@ -127,6 +133,7 @@ class GatewayConnection:
 
     async def _open(self) -> None:
         token = self._token()
+        await asyncio.to_thread(require_gateway, http_base(self.url), lambda: token, VERIFY_TIMEOUT)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         host = urlsplit(self.url).hostname or ""
         proxy: Literal[True] | None = None if host in ("127.0.0.1", "localhost", "::1") else True
@@ -237,12 +244,18 @@ class GatewayConnection:
             self._turn.queue.put_nowait(ErrorFrame(error.message, error.type))
 
     async def _reconnect(self) -> None:
+        reported: str | None = None
         for attempt in itertools.count():
             await asyncio.sleep(self._delays[min(attempt, len(self._delays) - 1)])
             if self._closing:
                 return
             try:
                 await self._open()
+            except ForeignListenerError as exc:
+                if exc.message != reported:  # once, not on every attempt
+                    reported = exc.message
+                    self.on_notice(ErrorFrame(exc.message, exc.type))
+                continue
             except GatewayUnavailableError:
                 continue
             self.reconnects += 1

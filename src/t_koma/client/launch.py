@@ -37,7 +37,9 @@ def launch(*, model: str | None, provider: str | None, session: str | None, auto
     history_file = config.data_dir / "chat_history"
     history_file.touch(mode=0o600, exist_ok=True)  # what you type stays yours
     http_url, ws_url = client_urls(config.gateway)
-    ensure_gateway(http_url, config.data_dir / "gateway.log", autostart=autostart, console=Console(stderr=True))
+    ensure_gateway(
+        http_url, config.data_dir / "gateway.log", config.token_path, autostart=autostart, console=Console(stderr=True)
+    )
     options = ChatOptions(
         model=model,
         provider=provider,

@@ -21,12 +21,21 @@ from t_koma.gateway.logs import LogHub, stream_logs
 from t_koma.gateway.openai_api import chat_completions, list_models
 from t_koma.gateway.state import GatewayState
 from t_koma.gateway.ws import websocket_endpoint
+from t_koma.handshake import CHALLENGE_PARAM, MAX_CHALLENGE_CHARS
 
 log = logging.getLogger(__name__)
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "version": __version__})
+    """`{"status": "ok", "version"}`; with `?challenge=<nonce>` also `proof`, HMAC-SHA256(token, nonce) in hex."""
+    body = {"status": "ok", "version": __version__}
+    challenge = request.query_params.get(CHALLENGE_PARAM)
+    if challenge is None:
+        return JSONResponse(body)
+    if not 0 < len(challenge) <= MAX_CHALLENGE_CHARS:
+        message = f"challenge must be 1 to {MAX_CHALLENGE_CHARS} characters"
+        return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=400)
+    return JSONResponse({**body, "proof": gateway_state(request.app).auth.prove(challenge)})
 
 
 async def logs_endpoint(websocket: WebSocket) -> None:

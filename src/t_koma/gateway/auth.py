@@ -1,7 +1,8 @@
 """The gateway's access checks: the bearer token kept in `gateway.token` and the `Origin` allow-list.
 
 A local server that runs shell commands for a model is a target for every web page the user opens, so every
-route but `/health` needs the token and browsers' `Origin` must be allowed explicitly."""
+route but `/health` needs the token and browsers' `Origin` must be allowed explicitly. `/health?challenge=` lets a
+client check, before it sends the token, that the listener on the port knows the token (see `t_koma.handshake`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from t_koma.files import ensure_private_dir, is_private
+from t_koma.handshake import health_proof
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,10 @@ class TokenAuth:
         if not presented:
             return False
         return hmac.compare_digest(presented.encode(), self._token)
+
+    def prove(self, challenge: str) -> str:
+        """The `/health` proof for a client's `challenge`: shows the token is known without revealing it."""
+        return health_proof(self.secret, challenge)
 
     @property
     def secret(self) -> str:
