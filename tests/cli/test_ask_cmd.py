@@ -256,6 +256,16 @@ def test_upstream_errors_exit_with_their_code(fake_openrouter: FakeUpstream, sta
     assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("t-koma: ")
 
 
+def test_an_upstream_error_quoting_escape_codes_is_shown_inert(fake_openrouter: FakeUpstream) -> None:
+    fake_openrouter.app.enqueue(error_reply(401, "bad key\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J"))
+
+    done = t_koma("ask", "--json", "Hi")
+
+    assert "\x1b" not in done.stderr and "\x07" not in done.stderr
+    assert "␛]52;c;cm0gLXJmIH4=␇␛[2J" in done.stderr
+    assert "\x1b]52" in json.loads(done.stdout)["error"]["message"]  # --json stays exact
+
+
 def test_every_model_failing_exits_5_listing_them(fake_openrouter: FakeUpstream) -> None:
     fake_openrouter.app.enqueue(error_reply(502, "Bad gateway"), midstream_error_reply("half", code=503))
 

@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> Any:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except TKomaError as exc:
-        click.echo(f"t-koma: {exc.message}", err=True)
+        from t_koma.client.sanitize import terminal_safe  # messages can quote upstream text: keep it inert
+
+        click.echo(f"t-koma: {terminal_safe(exc.message)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
