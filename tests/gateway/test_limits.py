@@ -4,20 +4,24 @@ its byte budget."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import re
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import orjson
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from t_koma.config.loader import load_config
+from t_koma.gateway import ws
 from tests.fakes.openrouter import TEST_KEY, FakeUpstream
 from tests.fakes.replies import text_reply
-from tests.gateway.conftest import BASE_CONFIG, RunningGateway, run_gateway, write_config
+from tests.gateway.conftest import BASE_CONFIG, RunningGateway, run_gateway, until, write_config
 
 URL_PASSWORD = "hunter2-url-password"
 
@@ -89,3 +93,90 @@ async def test_n_of_one_is_served(gateway: RunningGateway, fake: FakeUpstream) -
     status, text = await _post(gateway, {"model": "fast", "n": 1, "messages": [{"role": "user", "content": "hi"}]})
     assert status == 200, text
     assert len(orjson.loads(text)["choices"]) == 1
+
+
+async def _raw_exchange(gateway: RunningGateway, head: str, body: bytes) -> tuple[int, bytes, bytes]:
+    """Send a request head and part of a body over a raw socket, never finishing it; the status line, the
+    response body and what followed (b"" when the gateway closed the connection)."""
+    host, port = gateway.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        headers = f"Authorization: Bearer {gateway.token}\r\nContent-Type: application/json\r\n"
+        writer.write(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{headers}{head}\r\n".encode() + body)
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        response_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(
+            next(line for line in response_head.split(b"\r\n") if line.lower().startswith(b"content-length")).split(
+                b":"
+            )[1]
+        )
+        response_body = await reader.readexactly(length)
+        rest = await asyncio.wait_for(reader.read(), 10)
+        return int(status_line.split()[1]), response_body, rest
+    finally:
+        writer.close()
+
+
+@pytest.fixture
+async def small_body_gateway(fake: FakeUpstream) -> AsyncIterator[RunningGateway]:
+    write_config(BASE_CONFIG + "\n[gateway]\nmax_body_bytes = 4096\n")
+    async with run_gateway(load_config()) as running:
+        yield running
+
+
+def _assert_too_large(status: int, body: bytes) -> None:
+    assert status == 413, body
+    error = orjson.loads(body)["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "request_too_large"), error
+    assert "larger than 4096 bytes" in error["message"] and "max_body_bytes" in error["message"]
+
+
+async def test_a_declared_oversized_body_is_refused_before_it_is_sent(small_body_gateway: RunningGateway) -> None:
+    declared = 200 * 1024 * 1024
+    status, body, rest = await _raw_exchange(small_body_gateway, f"Content-Length: {declared}\r\n", b"{" * 1000)
+    _assert_too_large(status, body)
+    assert rest == b""  # the connection is closed, the other 200 MB never read
+
+
+async def test_a_chunked_body_is_cut_off_at_the_limit(small_body_gateway: RunningGateway, fake: FakeUpstream) -> None:
+    chunk = b"x" * 1500
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(4))  # 6000 bytes, no final chunk
+    status, body, rest = await _raw_exchange(small_body_gateway, "Transfer-Encoding: chunked\r\n", chunks)
+    _assert_too_large(status, body)
+    assert rest == b""
+    assert fake.app.chat_requests == []
+
+
+async def test_a_body_within_the_limit_is_served(small_body_gateway: RunningGateway, fake: FakeUpstream) -> None:
+    fake.app.enqueue(text_reply("fits"))
+    status, text = await _post(small_body_gateway, {"model": "fast", "messages": [{"role": "user", "content": "x"}]})
+    assert status == 200, text
+
+
+QUEUE_LIMIT = 256 * 1024
+
+
+async def test_a_client_that_never_reads_is_dropped_within_its_byte_budget(
+    fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ws, "SLOW_CLIENT_SECONDS", 0.5)
+    write_config(BASE_CONFIG + f"\n[gateway]\nsend_queue_bytes = {QUEUE_LIMIT}\n")
+    big = "x" * 6_000_000  # far more than the kernel buffers between the gateway and a reader that reads nothing
+    fake.app.enqueue(text_reply(big, chunk_size=4000, keepalive=False))
+    async with run_gateway(load_config()) as gateway:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", int(gateway.url.rsplit(":", 1)[1])))
+        sock.setblocking(False)
+        slow = await gateway.connect(sock=sock, max_queue=1)
+        await slow.send(type="chat", content="flood me")  # and never read again
+        await until(lambda: any("stopped reading" in line for line in gateway.seen), timeout=30)
+        closing = next(line for line in gateway.seen if "stopped reading" in line)
+        peak = int(re.search(r"at most (\d+) queued", closing).group(1))  # type: ignore[union-attr]
+        assert 0 < peak <= QUEUE_LIMIT, closing
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(slow.connection.recv(), 30)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        await until(lambda: len(gateway.state.turns) == 0, timeout=30)

@@ -53,6 +53,16 @@ WORKDIR_ENV_VARIABLES = frozenset(DEFAULT_KEY_ENV.values())
 keys are sent), the config or data dir (approval modes, which variables are keys) or anything else."""
 _PROVIDER_FIX = "use openrouter, anthropic or openai_compatible"
 
+_GATEWAY_KEYS = (
+    "host",
+    "port",
+    "allowed_origins",
+    "max_frame_bytes",
+    "shutdown_grace_seconds",
+    "max_body_bytes",
+    "send_queue_bytes",
+    "max_connections",
+)
 _TOP_KEYS = ("default_model", "models", "openrouter", "gateway", "tools", "agent", "logging")
 _MODEL_KEYS = (
     "provider",
@@ -108,9 +118,7 @@ def load_config(
         default_provider=default_provider,
         openrouter=_openrouter(top, env),
         anthropic=AnthropicSettings(base_url=_env_url(env, "ANTHROPIC_BASE_URL") or AnthropicSettings().base_url),
-        gateway=_gateway(
-            top.table("gateway", ("host", "port", "allowed_origins", "max_frame_bytes", "shutdown_grace_seconds"))
-        ),
+        gateway=_gateway(top.table("gateway", _GATEWAY_KEYS)),
         shell=_shell(top.table("tools", ("shell",)), config_dir),
         agent=_agent(top.table("agent", ("max_steps", "message_limit", "system_prompt"))),
         logging=_logging(top.table("logging", ("level", "log_bodies"))),
@@ -484,6 +492,9 @@ def _gateway(table: _Table) -> GatewaySettings:
         ),
         max_frame_bytes=_or(table.integer("max_frame_bytes"), defaults.max_frame_bytes),
         shutdown_grace_seconds=grace if grace is not None else defaults.shutdown_grace_seconds,
+        max_body_bytes=_or(table.integer("max_body_bytes"), defaults.max_body_bytes),
+        send_queue_bytes=_or(table.integer("send_queue_bytes"), defaults.send_queue_bytes),
+        max_connections=_or(table.integer("max_connections"), defaults.max_connections),
     )
 
 

@@ -68,6 +68,12 @@ class GatewaySettings:
     allowed_origins: tuple[str, ...] = ()
     max_frame_bytes: int = 1024 * 1024
     shutdown_grace_seconds: float = 10.0
+    max_body_bytes: int = 10 * 1024 * 1024
+    """Largest `/v1` request body; a larger one is refused with 413 before it is read."""
+    send_queue_bytes: int = 16 * 1024 * 1024
+    """Bytes of frames a WebSocket client may leave unread before it is disconnected (close code 1008)."""
+    max_connections: int = 512
+    """Concurrent connections served; more are refused with 503."""
 
     @property
     def http_url(self) -> str:

@@ -60,8 +60,8 @@ async def chat_completions(request: Request) -> Response | EventStream:
     refused = check_http(request, state)
     if refused is not None:
         return refused
-    body = await request.body()
     try:
+        body = await read_body(request, state.config.gateway.max_body_bytes)
         parsed = parse_request(body, state.engine.resolver.default_chain())
     except RequestError as exc:
         return error_response(exc)
@@ -79,6 +79,32 @@ async def chat_completions(request: Request) -> Response | EventStream:
     content = orjson.dumps(completion(response, response.model or served.model))
     overhead = parse_seconds + time.perf_counter() - after
     return JSONBytes(content, headers={OVERHEAD_HEADER: _ms(overhead), SERVED_BY_HEADER: served.label})
+
+
+class BodyTooLargeError(RequestError):
+    """A `/v1` request body over `[gateway] max_body_bytes` (HTTP 413)."""
+
+    error_type = "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the request body is larger than {limit} bytes: send a smaller request, or raise "
+            "[gateway] max_body_bytes in config.toml"
+        )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with `BodyTooLargeError` as soon as its declared or received size passes
+    `limit` (so an oversized body is never held in memory)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLargeError(limit)
+    return bytes(body)
 
 
 async def _stream(
@@ -171,6 +197,8 @@ async def _close(events: AsyncIterator[Any]) -> None:
 
 
 def _status(exc: TKomaError) -> int:
+    if isinstance(exc, BodyTooLargeError):
+        return 413
     if isinstance(exc, RequestError):
         return 400
     if isinstance(exc, AllModelsExhaustedError):
@@ -191,7 +219,12 @@ def _status(exc: TKomaError) -> int:
     return 500
 
 
-_OPENAI_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 429: "rate_limit_error"}
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
 
 
 def _error_body(exc: TKomaError, status: int) -> JSONObject:
@@ -215,6 +248,8 @@ def error_response(exc: TKomaError) -> Response:
         headers["retry-after"] = str(int(limited.retry_after + 0.999))
     if status >= 500 and not isinstance(exc, MissingKeyError):
         log.warning("v1 request failed (%d): %s", status, exc.message)
+    if isinstance(exc, BodyTooLargeError):
+        headers["connection"] = "close"  # the rest of the body is never read
     return JSONBytes(orjson.dumps(_error_body(exc, status)), status_code=status, headers=headers)
 
 

@@ -1,6 +1,7 @@
 """The `/ws` chat endpoint: the access checks, then one `Connection` per socket that reads typed client
-messages, answers them, and starts chat turns as tasks (`turns.RunningTurn`). Frames leave through a bounded
-per-connection queue drained by a writer task, so a slow client only ever slows its own turns."""
+messages, answers them, and starts chat turns as tasks (`turns.RunningTurn`). Frames leave through a
+per-connection queue drained by a writer task, bounded in frames and in bytes (`[gateway] send_queue_bytes`),
+so a slow client only ever slows its own turns, and one that stops reading is dropped before it costs more."""
 
 from __future__ import annotations
 
@@ -32,30 +33,58 @@ class Connection:
         self.state = state
         self.closed = False
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(SEND_QUEUE_FRAMES)
+        self._queue_limit_bytes = state.config.gateway.send_queue_bytes
+        self._room = asyncio.Event()
+        self.queued_bytes = 0
+        """Bytes of frames queued or being written; at most `send_queue_bytes`, or one frame when that is larger."""
+        self.peak_queued_bytes = 0
         self._slow_client_seconds = SLOW_CLIENT_SECONDS
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self.handlers = Handlers(self, state)
 
     async def send(self, frame: JSONObject) -> None:
-        """Queue a frame. A full queue makes the caller wait (its turn slows down); a client that does not
-        drain it within `slow_client_seconds` is disconnected."""
+        """Queue a frame. A full queue (in frames or bytes) makes the caller wait (its turn slows down); a client
+        that does not make room within `slow_client_seconds` is disconnected with code 1008."""
         if self.closed:
             return
         data = orjson.dumps(frame)
-        try:
-            self._queue.put_nowait(data)
-        except asyncio.QueueFull:
-            try:
-                await asyncio.wait_for(self._queue.put(data), self._slow_client_seconds)
-            except TimeoutError:
-                log.warning("closing a WebSocket client that stopped reading")
+        if not self._fits(len(data)) and not await self._wait_for_room(len(data)):
+            if not self.closed:
+                log.warning(
+                    "closing a WebSocket client that stopped reading (%d bytes unsent, at most %d queued)",
+                    self.queued_bytes,
+                    self.peak_queued_bytes,
+                )
                 self._close_soon()
+            return
+        self.queued_bytes += len(data)
+        self.peak_queued_bytes = max(self.peak_queued_bytes, self.queued_bytes)
+        self._queue.put_nowait(data)
+
+    def _fits(self, size: int) -> bool:
+        if self._queue.full():
+            return False
+        return self.queued_bytes == 0 or self.queued_bytes + size <= self._queue_limit_bytes
+
+    async def _wait_for_room(self, size: int) -> bool:
+        """Whether room for `size` bytes came within `slow_client_seconds` (False if the connection closed)."""
+        try:
+            async with asyncio.timeout(self._slow_client_seconds):
+                while not self._fits(size):
+                    self._room.clear()
+                    await self._room.wait()
+                    if self.closed:
+                        return False
+        except TimeoutError:
+            return False
+        return True
 
     def _close_soon(self) -> None:
         if self.closed:
             return
         self.closed = True
+        self._room.set()
         self.handlers.detach_turns()
         if self._writer is not None:
             self._writer.cancel()
@@ -72,8 +101,11 @@ class Connection:
             while True:
                 data = await queue.get()
                 await websocket.send_text(data.decode())
+                self.queued_bytes -= len(data)
+                self._room.set()
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.closed = True
+            self._room.set()
 
     async def serve(self) -> None:
         self._writer = asyncio.create_task(self._write())
@@ -91,6 +123,7 @@ class Connection:
             pass
         finally:
             self.closed = True
+            self._room.set()
             self.handlers.detach_turns()
             self._finish_writer()
 

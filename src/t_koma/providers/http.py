@@ -28,6 +28,11 @@ from t_koma.providers.sse import SSEDecoder, SSEEvent
 DRAIN_SECONDS = 0.1
 """How long `finish_body` waits for the end of a body (it normally arrives with or right after the last event)."""
 
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""Largest upstream body read (JSON or a whole stream): past it the call fails instead of filling memory."""
+MAX_ERROR_BODY_BYTES = 1024 * 1024
+"""Largest body of a non-2xx answer read to build its error."""
+
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@]+@")
 
 
@@ -71,7 +76,9 @@ class HttpClient:
         provider: str,
         parse_error: ErrorParser,
         secrets: tuple[str, ...] = (),
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
+        self.max_response_bytes = max_response_bytes
         bare, basic = split_userinfo(base_url)
         self.base_url = bare.rstrip("/")
         self._headers = dict(headers)
@@ -100,14 +107,17 @@ class HttpClient:
         self, method: str, path: str, body: Mapping[str, Any] | None = None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send a request; yield the 2xx response, or raise the provider's typed error for any other status
-        and a transport error for connection failures and timeouts."""
+        and a transport error for connection failures and timeouts. A POST is never redirected (the conversation
+        would go to another server): a 3xx answer is an error naming where it pointed."""
         data = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else None
+        url = self.base_url + path
         try:
-            async with self._client().request(method, self.base_url + path, data=data, headers=headers) as response:
+            async with self._client().request(
+                method, url, data=data, headers=headers, allow_redirects=method != "POST"
+            ) as response:
                 if response.status >= 300:
-                    raw = await response.read()
-                    raise self._parse_error(response.status, raw, response.headers)
+                    raise await self._status_error(response)
                 yield response
         except ProviderError:
             raise
@@ -120,9 +130,42 @@ class HttpClient:
         except aiohttp.ClientError as exc:
             raise ConnectionFailedError(self._describe("request failed", exc), provider=self._provider) from None
 
+    async def _status_error(self, response: aiohttp.ClientResponse) -> ProviderError:
+        location = response.headers.get("Location")
+        if 300 <= response.status < 400 and location is not None:
+            target = urllib.parse.urlsplit(location).hostname or "the same server"
+            return UpstreamError(
+                self._describe(
+                    f"answered {response.status} redirecting to {target}, which t-koma does not follow for a POST",
+                    "set the base URL to the address the API is really served at",
+                ),
+                provider=self._provider,
+                status=502,
+            )
+        raw = await self.read_capped(response, MAX_ERROR_BODY_BYTES)
+        return self._parse_error(response.status, raw, response.headers)
+
+    async def read_capped(self, response: aiohttp.ClientResponse, limit: int | None = None) -> bytes:
+        """The whole body, or InvalidResponseError once it passes `limit` (default `max_response_bytes`) bytes."""
+        limit = self.max_response_bytes if limit is None else limit
+        if response.content_length is not None and response.content_length > limit:
+            raise self._too_large(limit)
+        body = bytearray()
+        async for chunk in response.content.iter_any():
+            body += chunk
+            if len(body) > limit:
+                raise self._too_large(limit)
+        return bytes(body)
+
+    def _too_large(self, limit: int) -> InvalidResponseError:
+        return InvalidResponseError(
+            self._describe(f"the response body is larger than {limit} bytes", "check that the base URL is the API's"),
+            provider=self._provider,
+        )
+
     async def read_json(self, response: aiohttp.ClientResponse) -> Any:
         """The body as JSON. Leading whitespace (OpenRouter's keep-alive for long non-streaming calls) is fine."""
-        raw = await response.read()
+        raw = await self.read_capped(response)
         try:
             return orjson.loads(raw.strip())
         except orjson.JSONDecodeError:
@@ -134,8 +177,12 @@ class HttpClient:
     async def iter_sse(self, response: aiohttp.ClientResponse) -> AsyncGenerator[SSEEvent, None]:
         """The response body as SSE events; a stall longer than the read timeout raises RequestTimeoutError."""
         decoder = SSEDecoder()
+        received = 0
         try:
             async for chunk in response.content.iter_any():
+                received += len(chunk)
+                if received > self.max_response_bytes:
+                    raise self._too_large(self.max_response_bytes)
                 for event in decoder.feed(chunk):
                     yield event
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
@@ -161,8 +208,8 @@ class HttpClient:
         except (TimeoutError, aiohttp.ClientError):
             pass
 
-    def _describe(self, what: str, exc: BaseException) -> str:
-        detail = str(exc) or type(exc).__name__
+    def _describe(self, what: str, exc: BaseException | str) -> str:
+        detail = exc if isinstance(exc, str) else str(exc) or type(exc).__name__
         return redact_userinfo(scrub(f"{self._provider}: {what} ({self.base_url}): {detail}", self._secrets))
 
     async def aclose(self) -> None:
