@@ -12,10 +12,12 @@ all, built-in aliases (`openrouter`, `anthropic`) make t-koma usable with just a
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import sys
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -107,7 +109,7 @@ def load_config(
     default_provider = _default_provider(env)
     key_variables = _key_variables(models)
     secrets = Secrets({name: _key_value(env, name) for name in key_variables if name in env})
-    return Config(
+    config = Config(
         config_dir=config_dir,
         data_dir=paths.data_dir(env),
         config_file=config_path if data is not None else None,
@@ -123,6 +125,33 @@ def load_config(
         agent=_agent(top.table("agent", ("max_steps", "message_limit", "system_prompt"))),
         logging=_logging(top.table("logging", ("level", "log_bodies"))),
     )
+    _warn_plain_http(config, warn or _print_warning)
+    return config
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (a name or an IP address) stays on this machine."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _warn_plain_http(config: Config, warn: Callable[[str], None]) -> None:
+    """One warning per plain-http base URL that leaves this machine (keys and conversations would travel in
+    clear text)."""
+    urls = {config.openrouter.base_url, config.anthropic.base_url}
+    urls.update(model.base_url for model in config.models.values() if model.base_url)
+    for url in sorted(urls):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme == "http" and parts.hostname and not is_loopback_host(parts.hostname):
+            shown = parts.netloc.rpartition("@")[2]
+            warn(
+                f"base URL http://{shown} is plain http to another machine: API keys and conversations travel "
+                "unencrypted; use https://"
+            )
 
 
 # --- files and environment -------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import gc
 import importlib
-import ipaddress
 import logging
 import socket
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 import uvicorn
 
 from t_koma import __version__
+from t_koma.config.loader import is_loopback_host
 from t_koma.config.model import Config
 from t_koma.engine.engine import Engine
 from t_koma.gateway.app import close_app, create_app, gateway_state
@@ -28,13 +28,7 @@ from t_koma.gateway.state import GatewayState
 log = logging.getLogger(__name__)
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+is_loopback = is_loopback_host
 
 
 def uvicorn_config(app: Any, config: Config, host: str, port: int) -> uvicorn.Config:
