@@ -9,6 +9,8 @@ import io
 import logging
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,7 +20,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from t_koma.config.loader import load_config
-from t_koma.gateway import ws
+from t_koma.gateway import http_protocol, ws
 from tests.fakes.openrouter import TEST_KEY, FakeUpstream
 from tests.fakes.replies import text_reply
 from tests.gateway.conftest import BASE_CONFIG, RunningGateway, run_gateway, until, write_config
@@ -180,3 +182,70 @@ async def test_a_client_that_never_reads_is_dropped_within_its_byte_budget(
                 await asyncio.wait_for(slow.connection.recv(), 30)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
         await until(lambda: len(gateway.state.turns) == 0, timeout=30)
+
+
+async def _open(gateway: RunningGateway) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = gateway.url.removeprefix("http://").split(":")
+    return await asyncio.open_connection(host, int(port))
+
+
+async def _health(gateway: RunningGateway) -> int:
+    async with gateway.http() as http, http.get("/health") as response:
+        return response.status
+
+
+@pytest.fixture
+async def capped_gateway(fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningGateway]:
+    monkeypatch.setattr(http_protocol, "HEAD_TIMEOUT_SECONDS", 0.5)
+    write_config(BASE_CONFIG + "\n[gateway]\nmax_connections = 20\n")
+    async with run_gateway(load_config()) as running:
+        yield running
+
+
+async def test_idle_connections_past_the_cap_are_refused_then_time_out(capped_gateway: RunningGateway) -> None:
+    idle = [await _open(capped_gateway) for _ in range(1500)]  # more than the old soft file limit of 1024
+    answers = await asyncio.gather(*(asyncio.wait_for(reader.read(), 30) for reader, _ in idle))
+    refused = [answer for answer in answers if answer.startswith(b"HTTP/1.1 503")]
+    timed_out = [answer for answer in answers if answer.startswith(b"HTTP/1.1 408")]
+    # Every socket got an answer and was closed: refused at the cap, or (the first 20, and any that found a slot
+    # freed by a timeout) closed at the head deadline.
+    assert len(refused) + len(timed_out) == 1500 and len(timed_out) >= 20, {answer[:20] for answer in answers}
+    assert len(refused) >= 1
+    body = orjson.loads(refused[0].split(b"\r\n\r\n", 1)[1])
+    assert body["error"]["code"] == "too_many_connections" and "max_connections" in body["error"]["message"]
+    for _, writer in idle:
+        writer.close()
+    assert await _health(capped_gateway) == 200  # every idle socket was closed by the gateway
+
+
+@pytest.mark.parametrize("partial", [b"", b"GET /health HTTP/1.1\r\nHost: x\r\n", b"GET /ws HTTP/1.1\r\nUpgrade: web"])
+async def test_an_incomplete_request_head_is_closed(capped_gateway: RunningGateway, partial: bytes) -> None:
+    reader, writer = await _open(capped_gateway)
+    writer.write(partial)
+    answer = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+
+
+async def test_a_keep_alive_connection_gets_the_head_deadline_again(capped_gateway: RunningGateway) -> None:
+    reader, writer = await _open(capped_gateway)
+    writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = await asyncio.wait_for(reader.readuntil(b'"}'), 10)
+    assert first.startswith(b"HTTP/1.1 200"), first
+    writer.write(b"GET /health HTTP/1.1\r\n")  # and never the rest
+    assert (await asyncio.wait_for(reader.read(), 30)).startswith(b"HTTP/1.1 408")
+    writer.close()
+
+
+def test_the_soft_file_limit_is_raised_to_the_hard_one() -> None:
+    script = (
+        "import resource\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "from t_koma.gateway.server import prepare_process\n"
+        "prepare_process()\n"
+        "target = hard if hard != resource.RLIM_INFINITY else 1 << 20\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE) == (target, hard))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True", result

@@ -22,7 +22,7 @@ from t_koma.config.loader import is_loopback_host
 from t_koma.config.model import Config
 from t_koma.engine.engine import Engine
 from t_koma.gateway.app import close_app, create_app, gateway_state
-from t_koma.gateway.http_protocol import HeadCoalescingHttpToolsProtocol
+from t_koma.gateway.http_protocol import GatewayUvicornConfig, HeadCoalescingHttpToolsProtocol
 from t_koma.gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,9 @@ is_loopback = is_loopback_host
 
 def uvicorn_config(app: Any, config: Config, host: str, port: int) -> uvicorn.Config:
     settings = config.gateway
-    return uvicorn.Config(
+    return GatewayUvicornConfig(
         app,
+        max_connections=settings.max_connections,
         host=host,
         port=port,
         http=HeadCoalescingHttpToolsProtocol,  # httptools, one write per response head + first body bytes
@@ -144,14 +145,36 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 # The provider clients are imported on first use elsewhere; a long-running gateway takes them at start-up.
 _PROVIDER_MODULES = ("t_koma.providers.openrouter", "t_koma.providers.anthropic", "t_koma.providers.openai_compatible")
+# The open-file limit asked for when the hard limit is unlimited (Linux refuses RLIM_INFINITY for it).
+_FILE_LIMIT_CEILING = 1 << 20
 # Young-generation GC threshold for the gateway process (CPython's default is 700).
 _GC_GEN0_THRESHOLD = 7000
 # How long a thread waiting for the GIL lets the running one go on before asking it to yield (CPython: 5 ms).
 _SWITCH_INTERVAL_SECONDS = 0.001
 
 
+def raise_file_limit() -> int | None:
+    """Raise the soft open-file limit to the hard one (each connection costs a descriptor; the usual soft 1024
+    ran out at ~1,000 idle connections). Returns the soft limit in force (None where there is no such limit)."""
+    if sys.platform == "win32":
+        return None
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = _FILE_LIMIT_CEILING if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+            return soft
+        return target
+    return soft
+
+
 def prepare_process() -> None:
     """Tune a process that will serve requests for a long time (measured with bench/gateway.py):
+    - raise the soft open-file limit to the hard one (`raise_file_limit`);
     - import the provider clients now: aiohttp's import cost ~0.25 s, which the first request used to pay;
     - `gc.freeze()` what start-up made (~45k objects of modules and config): a full collection used to walk them
       all, every ~1,000 requests at 50 concurrent (tens of ms each, straight into p99);
@@ -163,6 +186,7 @@ def prepare_process() -> None:
       (bench.soak) that thread was saturated by those waits and WebSocket turns (a few store round trips each)
       queued behind it: 1 ms gave them ~60% more turns and a ~40% lower median. Nothing changes while no other
       thread wants the GIL (`/v1` alone)."""
+    raise_file_limit()
     for module in _PROVIDER_MODULES:
         importlib.import_module(module)
     gc.collect()
