@@ -17,10 +17,11 @@ from typing import Any
 
 import orjson
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from t_koma.config.loader import load_config
 from t_koma.gateway import http_protocol, ws
+from t_koma.gateway.logs import RateLimitFilter
 from tests.fakes.openrouter import TEST_KEY, FakeUpstream
 from tests.fakes.replies import text_reply
 from tests.gateway.conftest import BASE_CONFIG, RunningGateway, run_gateway, until, write_config
@@ -249,3 +250,29 @@ def test_the_soft_file_limit_is_raised_to_the_hard_one() -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "True", result
+
+
+async def test_refused_websocket_attempts_log_a_bounded_number_of_lines_and_no_error(gateway: RunningGateway) -> None:
+    for _ in range(50):
+        with pytest.raises(InvalidStatus):
+            await gateway.connect(additional_headers={"Authorization": "Bearer wrong-token-123"})
+    refusals = [line for line in gateway.seen if line.startswith("refused WebSocket")]
+    assert len(refusals) == 10, len(refusals)
+    assert not [line for line in gateway.seen if "without completing handshake" in line]
+    assert all('"level":"ERROR"' not in line for line in gateway.state.logs.backlog())
+
+
+def test_the_rate_limit_reports_what_it_dropped() -> None:
+    now = [0.0]
+    limit = RateLimitFilter(burst=2, window=60.0, clock=lambda: now[0])
+    logger = logging.getLogger("t_koma.test.refusals")
+
+    def record(message: str) -> logging.LogRecord:
+        return logger.makeRecord(logger.name, logging.WARNING, __file__, 0, message, None, None)
+
+    assert [limit.filter(record(f"refused {n}")) for n in range(5)] == [True, True, False, False, False]
+    assert limit.filter(logger.makeRecord("other", logging.WARNING, __file__, 0, "another logger", None, None))
+    now[0] = 61.0
+    summary = record("refused again")
+    assert limit.filter(summary)
+    assert summary.getMessage() == "refused again (3 similar lines dropped in the previous 60 s)"

@@ -21,8 +21,9 @@ from typing import Any
 
 import orjson
 import uvicorn
-from uvicorn._types import ASGI3Application
+from uvicorn._types import ASGI3Application, ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 
 class HeadHoldingTransport(asyncio.Transport):
@@ -144,3 +145,14 @@ class HeadCoalescingHttpToolsProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         cycle.transport = HeadHoldingTransport(cycle.transport, self.loop)
         super()._start_asgi_task(cycle, app)
+
+
+class DenialAwareWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol that counts a denial response (`websocket.http.response.*`, the 401 /
+    403 of a refused upgrade) as a finished handshake: uvicorn logged every refused attempt as an ERROR
+    ("ASGI callable returned without completing handshake") although the answer had been sent."""
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+            self.handshake_complete = True

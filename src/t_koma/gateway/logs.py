@@ -8,8 +8,9 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -18,6 +19,8 @@ from t_koma.errors import scrub
 from t_koma.providers.http import redact_userinfo
 
 LOGGERS = ("t_koma", "uvicorn.error")
+REFUSAL_LOGGERS = ("t_koma.gateway.access", "t_koma.gateway.http_protocol")
+"""Loggers whose lines a stranger can cause at will (refused WebSocket attempts and connections): rate-limited."""
 
 
 def scrub_line(text: str, secrets: Iterable[str]) -> str:
@@ -40,6 +43,35 @@ class ScrubFilter(logging.Filter):
             record.msg, record.args = scrubbed, None
         if record.exc_info and not record.exc_text:
             record.exc_text = scrub_line(logging.Formatter().formatException(record.exc_info), self._secrets)
+        return True
+
+
+class RateLimitFilter(logging.Filter):
+    """Lets through the first `burst` records per logger in each `window` seconds and drops the rest; the first
+    record of the next window says how many were dropped. A web page retrying a refused WebSocket cannot fill
+    the log."""
+
+    def __init__(self, *, burst: int = 10, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._burst = burst
+        self._window = window
+        self._clock = clock
+        self._windows: dict[str, tuple[float, int, int]] = {}  # logger -> (window start, passed, dropped)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self._clock()
+        start, passed, dropped = self._windows.get(record.name, (now, 0, 0))
+        if now - start >= self._window:
+            if dropped:
+                record.msg, record.args = (
+                    f"{record.getMessage()} ({dropped} similar lines dropped in the previous {self._window:.0f} s)",
+                    None,
+                )
+            start, passed, dropped = now, 0, 0
+        if passed >= self._burst:
+            self._windows[record.name] = (start, passed, dropped + 1)
+            return False
+        self._windows[record.name] = (start, passed + 1, dropped)
         return True
 
 
@@ -72,20 +104,26 @@ class LogHub(logging.Handler):
         self._lock = threading.Lock()
         self._attached: list[logging.Logger] = []
         self.scrubber = ScrubFilter(self._secrets)
+        self.rate_limit = RateLimitFilter()
 
     def attach(self, names: Iterable[str] = LOGGERS) -> None:
-        """Handle records of `names`; records logged on those loggers themselves are also scrubbed in place."""
+        """Handle records of `names`; records logged on those loggers themselves are also scrubbed in place,
+        and those of `REFUSAL_LOGGERS` rate-limited."""
         for name in names:
             logger = logging.getLogger(name)
             logger.addHandler(self)
             logger.addFilter(self.scrubber)
             self._attached.append(logger)
+        for name in REFUSAL_LOGGERS:
+            logging.getLogger(name).addFilter(self.rate_limit)
 
     def detach(self) -> None:
         for logger in self._attached:
             logger.removeHandler(self)
             logger.removeFilter(self.scrubber)
         self._attached.clear()
+        for name in REFUSAL_LOGGERS:
+            logging.getLogger(name).removeFilter(self.rate_limit)
 
     def format_line(self, record: logging.LogRecord) -> str:
         entry = {

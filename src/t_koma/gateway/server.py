@@ -22,7 +22,11 @@ from t_koma.config.loader import is_loopback_host
 from t_koma.config.model import Config
 from t_koma.engine.engine import Engine
 from t_koma.gateway.app import close_app, create_app, gateway_state
-from t_koma.gateway.http_protocol import GatewayUvicornConfig, HeadCoalescingHttpToolsProtocol
+from t_koma.gateway.http_protocol import (
+    DenialAwareWebSocketProtocol,
+    GatewayUvicornConfig,
+    HeadCoalescingHttpToolsProtocol,
+)
 from t_koma.gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
@@ -39,7 +43,7 @@ def uvicorn_config(app: Any, config: Config, host: str, port: int) -> uvicorn.Co
         host=host,
         port=port,
         http=HeadCoalescingHttpToolsProtocol,  # httptools, one write per response head + first body bytes
-        ws="websockets-sansio",
+        ws=DenialAwareWebSocketProtocol,  # websockets-sansio
         ws_max_size=settings.max_frame_bytes,
         # Deltas are small: compressing them costs CPU per frame and zlib state per connection for little gain.
         ws_per_message_deflate=False,
