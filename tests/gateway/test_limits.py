@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import re
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -276,3 +279,34 @@ def test_the_rate_limit_reports_what_it_dropped() -> None:
     summary = record("refused again")
     assert limit.filter(summary)
     assert summary.getMessage() == "refused again (3 similar lines dropped in the previous 60 s)"
+
+
+ROTATING_GATEWAY = """
+import logging, sys
+from pathlib import Path
+from t_koma.gateway import logs, server
+logs.LOG_FILE_MAX_BYTES = 2000
+server._configure_logging("info", Path(sys.argv[1]))
+for n in range(200):
+    logging.getLogger("t_koma.test").warning("line %03d %s", n, "x" * 40)
+print("stray stdout", flush=True)
+raise SystemExit("stray stderr")
+"""
+
+
+def test_gateway_log_rotates_by_size_and_stray_output_follows(tmp_path: Path) -> None:
+    log_file = tmp_path / "data" / "gateway.log"
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # as the client's autostart does
+    try:
+        subprocess.run(
+            [sys.executable, "-c", ROTATING_GATEWAY, str(log_file)], stdout=fd, stderr=fd, check=False, timeout=60
+        )
+    finally:
+        os.close(fd)
+    files = sorted(path.name for path in log_file.parent.glob("gateway.log*"))
+    assert files == ["gateway.log", "gateway.log.1", "gateway.log.2", "gateway.log.3"], files
+    for path in log_file.parent.glob("gateway.log*"):
+        assert path.stat().st_size <= 2000 + 100, (path, path.stat().st_size)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    current = log_file.read_text()
+    assert "line 199" in current and "stray stdout" in current and "stray stderr" in current

@@ -6,17 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
+import logging.handlers
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from t_koma.errors import scrub
+from t_koma.files import ensure_private_file
 from t_koma.providers.http import redact_userinfo
+
+LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
+"""Size at which gateway.log is rotated."""
+LOG_FILE_BACKUPS = 3
+"""How many rotated files are kept (gateway.log.1 … .3)."""
 
 LOGGERS = ("t_koma", "uvicorn.error")
 REFUSAL_LOGGERS = ("t_koma.gateway.access", "t_koma.gateway.http_protocol")
@@ -73,6 +83,55 @@ class RateLimitFilter(logging.Filter):
             return False
         self._windows[record.name] = (start, passed + 1, dropped)
         return True
+
+
+class RotatingLogFile(logging.handlers.RotatingFileHandler):
+    """A private log file rotated by size into `<name>.1` … `<name>.N`. The file descriptors in `follow` (the
+    stdout and stderr an autostarted gateway inherits, opened on the same file) are moved to the new file at each
+    rotation, so that stray output and tracebacks follow it instead of growing a rotated file."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int | None = None,
+        backups: int | None = None,
+        follow: Iterable[int] = (),
+    ) -> None:
+        self._follow = tuple(follow)
+        super().__init__(
+            path,
+            maxBytes=LOG_FILE_MAX_BYTES if max_bytes is None else max_bytes,
+            backupCount=LOG_FILE_BACKUPS if backups is None else backups,
+            encoding="utf-8",
+        )
+
+    def _open(self) -> io.TextIOWrapper:
+        ensure_private_file(Path(self.baseFilename))  # created 0600, never open to others in between
+        return super()._open()
+
+    def doRollover(self) -> None:
+        super().doRollover()
+        if self.stream is not None:
+            for fd in self._follow:
+                os.dup2(self.stream.fileno(), fd)
+
+
+def fds_writing_to(path: Path, fds: Iterable[int] = (1, 2)) -> tuple[int, ...]:
+    """Those of `fds` that are open on the file at `path` itself."""
+    try:
+        target = path.stat()
+    except OSError:
+        return ()
+    found = []
+    for fd in fds:
+        try:
+            info = os.fstat(fd)
+        except OSError:
+            continue
+        if (info.st_dev, info.st_ino) == (target.st_dev, target.st_ino):
+            found.append(fd)
+    return tuple(found)
 
 
 class Subscriber:

@@ -13,6 +13,7 @@ import logging
 import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -27,9 +28,13 @@ from t_koma.gateway.http_protocol import (
     GatewayUvicornConfig,
     HeadCoalescingHttpToolsProtocol,
 )
+from t_koma.gateway.logs import RotatingLogFile, fds_writing_to
 from t_koma.gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
+
+LOG_FILE_NAME = "gateway.log"
+"""The log file in the data dir (an autostarted gateway's stdout and stderr)."""
 
 
 is_loopback = is_loopback_host
@@ -103,9 +108,17 @@ def _announce(line: str) -> None:
     print(line, flush=True)
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, log_file: Path | None = None) -> None:
+    """Log lines go to stderr; when stderr (or stdout) is `log_file` itself (an autostarted gateway: the client
+    points both at `<data dir>/gateway.log`), the gateway writes and rotates that file itself."""
+    follow = fds_writing_to(log_file) if log_file is not None else ()
+    handler: logging.Handler
+    if log_file is not None and follow:
+        handler = RotatingLogFile(log_file, follow=follow)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     logging.basicConfig(
-        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=level.upper(), handlers=[handler], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if level != "debug":
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # its start/stop lines repeat ours
@@ -201,7 +214,7 @@ def prepare_process() -> None:
 
 
 def run(config: Config, host: str | None = None, port: int | None = None) -> None:
-    _configure_logging(config.logging.level)
+    _configure_logging(config.logging.level, config.data_dir / LOG_FILE_NAME)
     prepare_process()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(serve(config, host, port))
