@@ -23,8 +23,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from t_koma.config.loader import load_config
-from t_koma.gateway import http_protocol, ws
-from t_koma.gateway.logs import RateLimitFilter
+from t_koma.gateway import http_protocol, openai_api, ws
+from t_koma.gateway.logs import MAX_LINE_CHARS, RateLimitFilter
 from tests.fakes.openrouter import TEST_KEY, FakeUpstream
 from tests.fakes.replies import text_reply
 from tests.gateway.conftest import BASE_CONFIG, RunningGateway, run_gateway, until, write_config
@@ -310,3 +310,21 @@ def test_gateway_log_rotates_by_size_and_stray_output_follows(tmp_path: Path) ->
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     current = log_file.read_text()
     assert "line 199" in current and "stray stdout" in current and "stray stderr" in current
+
+
+async def test_a_body_that_trickles_in_times_out(
+    small_body_gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(openai_api, "BODY_TIMEOUT_SECONDS", 0.3)
+    status, body, rest = await _raw_exchange(small_body_gateway, "Content-Length: 100\r\n", b'{"model": ')
+    assert status == 408, body
+    error = orjson.loads(body)["error"]
+    assert error["code"] == "request_timeout" and "did not arrive" in error["message"], error
+    assert rest == b""
+
+
+async def test_log_lines_sent_to_logs_subscribers_are_bounded(gateway: RunningGateway) -> None:
+    logging.getLogger("t_koma").warning("body=%s", "b" * 5_000_000)
+    line = orjson.loads(gateway.state.logs.backlog()[-1])
+    assert len(line["message"]) < MAX_LINE_CHARS + 100
+    assert line["message"].endswith(f"({5_000_005 - MAX_LINE_CHARS} more characters cut)")

@@ -28,6 +28,10 @@ LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
 LOG_FILE_BACKUPS = 3
 """How many rotated files are kept (gateway.log.1 … .3)."""
 
+MAX_LINE_CHARS = 16 * 1024
+"""Longest message a `/logs` line carries (the rest is cut, with a note), so that the backlog and each
+subscriber's queue stay bounded in bytes as well as in lines (`log_bodies` can log whole request bodies)."""
+
 LOGGERS = ("t_koma", "uvicorn.error")
 REFUSAL_LOGGERS = ("t_koma.gateway.access", "t_koma.gateway.http_protocol")
 """Loggers whose lines a stranger can cause at will (refused WebSocket attempts and connections): rate-limited."""
@@ -190,7 +194,7 @@ class LogHub(logging.Handler):
             "ts": round(record.created, 3),
             "level": record.levelname,
             "logger": record.name,
-            "message": scrub_line(record.getMessage(), self._secrets),
+            "message": _cut(scrub_line(record.getMessage(), self._secrets)),
         }
         if record.exc_info:
             entry["exception"] = scrub_line(logging.Formatter().formatException(record.exc_info), self._secrets)
@@ -227,6 +231,12 @@ class LogHub(logging.Handler):
     def unsubscribe(self, subscriber: Subscriber) -> None:
         with self._lock:
             self._subscribers.discard(subscriber)
+
+
+def _cut(message: str) -> str:
+    if len(message) <= MAX_LINE_CHARS:
+        return message
+    return f"{message[:MAX_LINE_CHARS]}… ({len(message) - MAX_LINE_CHARS} more characters cut)"
 
 
 def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:

@@ -81,10 +81,15 @@ async def chat_completions(request: Request) -> Response | EventStream:
     return JSONBytes(content, headers={OVERHEAD_HEADER: _ms(overhead), SERVED_BY_HEADER: served.label})
 
 
+BODY_TIMEOUT_SECONDS = 60.0
+"""How long a `/v1` request body may take to arrive."""
+
+
 class BodyTooLargeError(RequestError):
     """A `/v1` request body over `[gateway] max_body_bytes` (HTTP 413)."""
 
     error_type = "request_too_large"
+    status = 413
 
     def __init__(self, limit: int) -> None:
         super().__init__(
@@ -93,17 +98,31 @@ class BodyTooLargeError(RequestError):
         )
 
 
+class BodyTimeoutError(RequestError):
+    """A `/v1` request body that did not arrive in `BODY_TIMEOUT_SECONDS` (HTTP 408)."""
+
+    error_type = "request_timeout"
+    status = 408
+
+    def __init__(self) -> None:
+        super().__init__(f"the request body did not arrive within {BODY_TIMEOUT_SECONDS:.0f} s: send it at once")
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with `BodyTooLargeError` as soon as its declared or received size passes
-    `limit` (so an oversized body is never held in memory)."""
+    `limit` (so an oversized body is never held in memory), or `BodyTimeoutError` when it trickles in too slowly."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BodyTooLargeError(limit)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLargeError(limit)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise BodyTooLargeError(limit)
+    except TimeoutError:
+        raise BodyTimeoutError() from None
     return bytes(body)
 
 
@@ -197,8 +216,8 @@ async def _close(events: AsyncIterator[Any]) -> None:
 
 
 def _status(exc: TKomaError) -> int:
-    if isinstance(exc, BodyTooLargeError):
-        return 413
+    if isinstance(exc, BodyTooLargeError | BodyTimeoutError):
+        return exc.status
     if isinstance(exc, RequestError):
         return 400
     if isinstance(exc, AllModelsExhaustedError):
@@ -222,6 +241,7 @@ def _status(exc: TKomaError) -> int:
 _OPENAI_TYPES = {
     400: "invalid_request_error",
     404: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
 }
@@ -248,7 +268,7 @@ def error_response(exc: TKomaError) -> Response:
         headers["retry-after"] = str(int(limited.retry_after + 0.999))
     if status >= 500 and not isinstance(exc, MissingKeyError):
         log.warning("v1 request failed (%d): %s", status, exc.message)
-    if isinstance(exc, BodyTooLargeError):
+    if isinstance(exc, BodyTooLargeError | BodyTimeoutError):
         headers["connection"] = "close"  # the rest of the body is never read
     return JSONBytes(orjson.dumps(_error_body(exc, status)), status_code=status, headers=headers)
 
