@@ -328,3 +328,12 @@ async def test_log_lines_sent_to_logs_subscribers_are_bounded(gateway: RunningGa
     line = orjson.loads(gateway.state.logs.backlog()[-1])
     assert len(line["message"]) < MAX_LINE_CHARS + 100
     assert line["message"].endswith(f"({5_000_005 - MAX_LINE_CHARS} more characters cut)")
+
+
+async def test_invalid_http_requests_log_a_bounded_number_of_lines(gateway: RunningGateway) -> None:
+    for _ in range(30):
+        reader, writer = await _open(gateway)
+        writer.write(b"\x00\x01 not http\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), 10)).startswith(b"HTTP/1.1 400")
+        writer.close()
+    assert len([line for line in gateway.seen if "Invalid HTTP request" in line]) == 10

@@ -33,8 +33,9 @@ MAX_LINE_CHARS = 16 * 1024
 subscriber's queue stay bounded in bytes as well as in lines (`log_bodies` can log whole request bodies)."""
 
 LOGGERS = ("t_koma", "uvicorn.error")
-REFUSAL_LOGGERS = ("t_koma.gateway.access", "t_koma.gateway.http_protocol")
-"""Loggers whose lines a stranger can cause at will (refused WebSocket attempts and connections): rate-limited."""
+REFUSAL_LOGGERS = ("t_koma.gateway.access", "t_koma.gateway.http_protocol", "uvicorn.error")
+"""Loggers whose lines a stranger can cause at will (refused WebSocket attempts and connections, uvicorn's
+"Invalid HTTP request received."): rate-limited."""
 
 
 def scrub_line(text: str, secrets: Iterable[str]) -> str:
