@@ -305,15 +305,15 @@ def test_reasoning_streams_into_a_folded_thinking_block_through_a_running_gatewa
         child.expect("reasoning: high for the next messages")
         child.send("think it through\r")
         child.expect("✻ thinking")
-        child.expect(rf"│ Step 3: think harder\.{ESC}\s*{ESC}\s*│ … 3 more lines — /thinking to expand")
+        child.expect(rf"│ Step 3: think ␛\]0;pwned␇harder\.{ESC}\s*{ESC}\s*│ … 3 more lines — /thinking to expand")
         child.expect("Forty-two.")
         child.expect(r"tokens 300 in / 1,500 out · 1,400 reasoning · \$0\.0030")
         child.expect(rf"reasoning high{ESC} │ .*session ↑300 ↓1\.5k · 1\.4k reasoning")
         child.send("/thinking\r")
-        child.expect(r"Step 6: think harder\.")
+        child.expect(r"Step 6: think ␛\]0;pwned␇harder\.")
         transcript = quit_chat(child)
     finally:
         child.close(force=True)
-    assert "pwned" not in transcript and "\x1b]0;" not in transcript
+    assert "\x1b]0;" not in transcript and "\x07" not in transcript  # shown as ␛]0;…␇, never acted on
     [request] = fake.chat_requests
     assert request.body is not None and request.body["reasoning"] == {"effort": "high"}
