@@ -16,6 +16,7 @@ from t_koma import __version__
 from t_koma.client.connection import GatewayConnection
 from t_koma.client.verify import ForeignListenerError
 from t_koma.config.loader import load_config
+from t_koma.errors import ConfigError
 from t_koma.gateway.auth import load_or_create_token
 from t_koma.handshake import health_proof
 from tests.fakes.openrouter import FakeUpstream
@@ -196,3 +197,15 @@ async def test_log_lines_scrub_keys_even_if_code_logged_one(gateway: RunningGate
     line = hub.format_line(record)
     assert os.environ["OPENROUTER_API_KEY"] not in line and gateway.token not in line
     assert "key=*** token=***" in line
+
+
+@pytest.mark.parametrize("content", [b"short\n", b"", b"\xff\xfe not ascii token value\n"])
+def test_a_broken_token_file_is_a_one_line_error_naming_it(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "gateway.token"
+    path.write_bytes(content)
+    path.chmod(0o600)
+
+    with pytest.raises(ConfigError) as caught:
+        load_or_create_token(path)
+
+    assert str(path) in caught.value.message and "delete it" in caught.value.message

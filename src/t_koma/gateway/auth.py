@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
 
+from t_koma.errors import ConfigError
 from t_koma.files import ensure_private_dir, is_private
 from t_koma.handshake import health_proof
 
@@ -57,9 +58,12 @@ def _write_token(fd: int, path: Path) -> str:
 
 
 def _read_token(path: Path) -> str:
-    token = path.read_text(encoding="ascii").strip()
+    try:
+        token = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the gateway token file {path} ({type(exc).__name__}); delete it") from None
     if len(token) < 16:
-        raise ValueError(f"gateway token file {path} is empty or too short; delete it to create a new one")
+        raise ConfigError(f"gateway token file {path} is empty or too short; delete it to create a new one")
     return token
 
 
