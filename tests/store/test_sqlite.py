@@ -64,9 +64,9 @@ async def test_open_creates_the_file_in_wal_mode_with_strict_tables(store: Sqlit
     strict = {
         row[0]: row[1] for row in raw(db_path, "SELECT name, strict FROM pragma_table_list WHERE schema = 'main'")
     }
-    for table in ("sessions", "messages", "turns", "usage_log", "cooldowns", "schema_migrations"):
+    for table in ("sessions", "messages", "turns", "usage_log", "cooldowns", "partial_steps", "schema_migrations"):
         assert strict[table] == 1, table
-    assert [row[0] for row in raw(db_path, "SELECT version FROM schema_migrations")] == [1, 2]
+    assert [row[0] for row in raw(db_path, "SELECT version FROM schema_migrations")] == [1, 2, 3]
 
 
 async def test_reopening_applies_no_migration_twice_and_keeps_data(store: SqliteStore, db_path: Path) -> None:
@@ -76,7 +76,7 @@ async def test_reopening_applies_no_migration_twice_and_keeps_data(store: Sqlite
         reopened = await SqliteStore.open(db_path)
         assert await reopened.get_session(session.id) == session
         await reopened.close()
-    assert raw(db_path, "SELECT count(*) FROM schema_migrations") == [(2,)]
+    assert raw(db_path, "SELECT count(*) FROM schema_migrations") == [(3,)]
 
 
 async def test_a_database_from_a_newer_version_is_refused(store: SqliteStore, db_path: Path) -> None:
@@ -94,7 +94,8 @@ async def test_a_version_1_database_is_upgraded_in_place_keeping_its_sessions(db
     session = await old.create_session("from version 1")
     await old.append_message(session.id, "user", (TextBlock("hi"),))
     await old.close()
-    with sqlite3.connect(db_path) as conn:  # what a version-1 t-koma left: only migration 1 recorded
+    with sqlite3.connect(db_path) as conn:  # what a version-1 t-koma left: only migration 1 and its tables
+        conn.execute("DROP TABLE partial_steps")
         conn.execute("DELETE FROM schema_migrations WHERE version > 1")
 
     reopened = await SqliteStore.open(db_path)
@@ -103,7 +104,7 @@ async def test_a_version_1_database_is_upgraded_in_place_keeping_its_sessions(db
     finally:
         await reopened.close()
     versions = [row[0] for row in raw(db_path, "SELECT version FROM schema_migrations ORDER BY version")]
-    assert versions == [m.version for m in MIGRATIONS] == [1, 2]
+    assert versions == [m.version for m in MIGRATIONS] == [1, 2, 3]
 
 
 async def test_an_unusable_path_is_a_config_error(tmp_path: Path) -> None:

@@ -57,6 +57,8 @@ from t_koma.tools.base import ToolContext, ToolRegistry, ToolResult
 CANCELLED_MARKER = "[cancelled by the user]"
 NOT_RUN_CANCELLED = "Not run: the user cancelled the turn."
 NOT_RUN_MAX_STEPS = "Not run: the turn reached its step limit ({max_steps} model calls)."
+PARTIAL_SAVE_SECONDS = 1.0
+"""While a step streams, its text so far is saved at most this often: a killed process loses at most that much."""
 LENGTH_STOP_REASONS = frozenset({"length", "max_tokens"})
 """Stop reasons that mean "the output limit was reached" (OpenAI-format and Anthropic spellings)."""
 
@@ -101,6 +103,9 @@ class Turn:
         self.usage = ProviderUsage()
         self.steps = 0
         self._partial: list[str] = []
+        self._partial_timer: asyncio.TimerHandle | None = None
+        self._partial_save: asyncio.Future[None] | None = None
+        self._partial_kept = False
         self._reasoning: list[str] = []
         self._open_calls: tuple[ToolUseBlock, ...] = ()
         self._results: list[ToolResultBlock] = []
@@ -117,10 +122,12 @@ class Turn:
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):  # the cancellation must propagate even if the note cannot be written
                 await self._close_cancelled()
+                await self._forget_partial()
             raise
         except Exception as exc:
             with contextlib.suppress(Exception):  # the turn's own error matters more than a failed note
                 await store.finish_turn(self.plan.turn_id, "failed", _error_type(exc))
+                await self._forget_partial()
             raise
         if not self._finished:  # a last step with no tool calls recorded the turn as done with its message
             await store.finish_turn(self.plan.turn_id, "done", result.stop_reason)
@@ -178,6 +185,10 @@ class Turn:
                 if isinstance(event, TextDelta):
                     self._partial.append(event.text)
                     await self.sink(TextDeltaEvent(self.session_id, event.text))
+                    if self._partial_timer is None:
+                        self._partial_timer = asyncio.get_running_loop().call_later(
+                            PARTIAL_SAVE_SECONDS, self._partial_due
+                        )
                 elif isinstance(event, ReasoningDelta):
                     await self.sink(ReasoningDeltaEvent(self.session_id, event.text))
                 elif isinstance(event, Finish):
@@ -188,9 +199,34 @@ class Turn:
             raise InvalidResponseError("the stream ended without a final event", provider=provider.name)
         return response
 
+    def _partial_due(self) -> None:
+        self._partial_timer = None
+        self._partial_save = asyncio.ensure_future(self._save_partial())
+
+    async def _save_partial(self) -> None:
+        """Keep the text this step has streamed so far (a second after a delta, even when the stream then stalls)."""
+        text = "".join(self._partial)
+        if text:
+            await self.deps.store.save_partial(self.plan.turn_id, self.plan.session_id, text)
+            self._partial_kept = True
+
+    async def _forget_partial(self) -> None:
+        """The step is stored whole (or dropped): no more saves of its partial text, and the kept one goes."""
+        if self._partial_timer is not None:
+            self._partial_timer.cancel()
+            self._partial_timer = None
+        if self._partial_save is not None:
+            save, self._partial_save = self._partial_save, None
+            with contextlib.suppress(Exception):  # a failed save only loses what it would have kept
+                await save
+        if self._partial_kept:
+            self._partial_kept = False
+            await self.deps.store.discard_partial(self.plan.turn_id)
+
     async def _moved(self, from_label: str, to_label: str, error: str) -> None:
         """The chain moved on (or retries): the partial text of the failed attempt is dropped."""
         self._partial.clear()
+        await self._forget_partial()
         await self.sink(FallbackEvent(self.session_id, from_label, to_label, error))
 
     async def _persist_step(self, response: ProviderResponse, attempt: Attempt, latency_ms: float) -> str:
@@ -211,6 +247,7 @@ class Turn:
         )
         self._finished = last
         self._partial.clear()
+        await self._forget_partial()
         if response.reasoning_text:
             self._reasoning.append(response.reasoning_text)
         self.history.append(Message("assistant", content))

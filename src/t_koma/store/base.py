@@ -129,9 +129,18 @@ class Store(Protocol):
 
     async def finish_turn(self, turn_id: str, status: TurnStatus, stop_reason: str | None = None) -> None: ...
 
+    async def save_partial(self, turn_id: str, session_id: str, text: str) -> None:
+        """Keep the text a step has streamed so far (replacing what was kept before), so that a killed process
+        loses at most what came since; recovery puts it in the interrupted note."""
+        ...
+
+    async def discard_partial(self, turn_id: str) -> None:
+        """Forget the kept streamed text once its step is stored whole (or the turn ended otherwise)."""
+        ...
+
     async def recover_interrupted_turns(self) -> int:
         """Mark turns still `running` from a dead process as `interrupted` (appending an assistant note to
-        their session); returns how many. Called once at start-up."""
+        their session, after the text they had streamed); returns how many. Called once at start-up."""
         ...
 
     async def record_usage(self, record: UsageRecord) -> None: ...

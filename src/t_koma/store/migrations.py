@@ -107,7 +107,22 @@ _V2_REASONING = Migration(
     (),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_REASONING)
+_V3_PARTIAL_STEPS = Migration(
+    3,
+    "partial_steps: text a running step has streamed so far, kept so a killed process loses at most a second",
+    (
+        """
+        CREATE TABLE partial_steps (
+            turn_id TEXT PRIMARY KEY REFERENCES turns (id) ON DELETE CASCADE,
+            session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+            text TEXT NOT NULL,
+            updated REAL NOT NULL
+        ) STRICT
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_REASONING, _V3_PARTIAL_STEPS)
 
 _CREATE_LEDGER = """
 CREATE TABLE IF NOT EXISTS schema_migrations (

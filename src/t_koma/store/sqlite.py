@@ -240,7 +240,6 @@ class SqliteStore:
         dead = [(str(row[0]), str(row[1])) for row in running if not process_alive(row[2], row[3])]
         if not dead:
             return 0
-        note = orjson.dumps([block_to_dict(TextBlock(INTERRUPTED_NOTE))]).decode()
         recovered = 0
         async with self._transaction("BEGIN IMMEDIATE"):
             for turn_id, session_id in dead:
@@ -248,11 +247,13 @@ class SqliteStore:
                 cursor = await self._conn.execute(sql.INTERRUPT_TURN, (now, turn_id))
                 if cursor.rowcount == 0:  # another process recovered it first
                     continue
+                streamed = await self._conn.execute_fetchall(sql.PARTIAL_TEXT, (turn_id,))
+                await self._conn.execute(sql.DISCARD_PARTIAL, (turn_id,))
                 params = (
                     f"msg_{uuid.uuid4().hex}",
                     session_id,
                     "assistant",
-                    note,
+                    _interrupted_note(str(next(iter(streamed))[0]) if streamed else ""),
                     None,
                     turn_id,
                     "interrupted",
@@ -261,6 +262,12 @@ class SqliteStore:
                 await self._conn.execute_fetchall(sql.INSERT_MESSAGE, params)
                 recovered += 1
         return recovered
+
+    async def save_partial(self, turn_id: str, session_id: str, text: str) -> None:
+        await self._write(sql.SAVE_PARTIAL, (turn_id, session_id, text, time.time()))
+
+    async def discard_partial(self, turn_id: str) -> None:
+        await self._write(sql.DISCARD_PARTIAL, (turn_id,))
 
     # --- usage and cooldowns -------------------------------------------------------------------------
 
@@ -336,6 +343,12 @@ async def _configure(conn: aiosqlite.Connection) -> None:
     await conn.execute("PRAGMA journal_mode = WAL")
     await conn.execute("PRAGMA synchronous = NORMAL")
     await conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _interrupted_note(streamed: str) -> str:
+    """The recovered turn's assistant message: what it had streamed, then the note."""
+    text = f"{streamed}\n\n{INTERRUPTED_NOTE}" if streamed.strip() else INTERRUPTED_NOTE
+    return orjson.dumps([block_to_dict(TextBlock(text))]).decode()
 
 
 def _clean_title(title: str | None) -> str:

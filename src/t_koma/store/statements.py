@@ -69,3 +69,12 @@ INSERT INTO cooldowns (model_key, until, reason) VALUES (?, ?, ?)
 ON CONFLICT (model_key) DO UPDATE SET until = excluded.until, reason = excluded.reason
 """
 CLEAR_COOLDOWN = "DELETE FROM cooldowns WHERE model_key = ?"
+
+SAVE_PARTIAL = """
+INSERT INTO partial_steps (turn_id, session_id, text, updated) VALUES (?, ?, ?, ?)
+ON CONFLICT (turn_id) DO UPDATE SET text = excluded.text, updated = excluded.updated
+"""
+
+DISCARD_PARTIAL = "DELETE FROM partial_steps WHERE turn_id = ?"
+
+PARTIAL_TEXT = "SELECT text FROM partial_steps WHERE turn_id = ?"
