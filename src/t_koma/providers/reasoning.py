@@ -60,15 +60,12 @@ def effective_reasoning(configured: ReasoningConfig | None, override: ReasoningC
 
 def openrouter_reasoning(config: ReasoningConfig) -> JSONObject | None:
     """OpenRouter's unified `reasoning` object with exactly what is configured (None when nothing is)."""
-    out: JSONObject = {}
-    if config.effort is not None:
-        out["effort"] = config.effort
-    elif config.max_tokens is not None:
-        out["max_tokens"] = config.max_tokens
-    if config.exclude is not None:
-        out["exclude"] = config.exclude
-    if config.enabled is not None:
-        out["enabled"] = config.enabled
+    out = _present(
+        effort=config.effort,
+        max_tokens=config.max_tokens if config.effort is None else None,  # one of the two, effort first
+        exclude=config.exclude,
+        enabled=config.enabled,
+    )
     return out or None
 
 
@@ -142,17 +139,15 @@ def reasoning_detail(block: ReasoningBlock) -> JSONObject:
         item["summary"] = block.text
     elif block.kind == "text":
         item["text"] = block.text
-    if block.data is not None:
-        item["data"] = block.data
-    if block.signature is not None:
-        item["signature"] = block.signature
-    if block.id is not None:
-        item["id"] = block.id
-    if block.format is not None:
-        item["format"] = block.format
-    if block.index is not None:
-        item["index"] = block.index
+    item.update(
+        _present(data=block.data, signature=block.signature, id=block.id, format=block.format, index=block.index)
+    )
     return item
+
+
+def _present(**fields: Any) -> JSONObject:
+    """The fields that have a value (None means "not said" and is left out of the wire object)."""
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 _DETAIL_KINDS: Mapping[str, ReasoningKind] = {
