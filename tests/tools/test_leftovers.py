@@ -8,18 +8,11 @@ import subprocess
 from pathlib import Path
 
 from t_koma.engine.events import TurnRequest
+from t_koma.processes import process_alive
 from t_koma.tools.leftovers import stop_leftovers
 from tests.engine.support import open_engine, wait_for
 from tests.fakes.openrouter import FakeUpstream
 from tests.fakes.replies import text_reply, tool_call_reply
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 async def test_processes_a_command_left_running_are_stopped_when_the_engine_closes(
@@ -38,11 +31,11 @@ async def test_processes_a_command_left_running_are_stopped_when_the_engine_clos
     try:
         await engine.run_turn(TurnRequest("Start a server."))
         pids = [int(Path(name).read_text()) for name in ("escaped.pid", "background.pid")]
-        assert all(alive(pid) for pid in pids)  # the turn is over; they run on, as the tool promises
+        assert all(process_alive(pid, None) for pid in pids)  # the turn is over; they run on, as the tool promises
 
         await engine.close()
 
-        await wait_for(lambda: not any(alive(pid) for pid in pids))
+        await wait_for(lambda: not any(process_alive(pid, None) for pid in pids))
         assert bystander.poll() is None
     finally:
         stop_leftovers(engine.tool_context.owner or "", grace_seconds=0)  # whatever a failed check left running

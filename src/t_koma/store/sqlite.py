@@ -30,11 +30,11 @@ import orjson
 from t_koma.errors import ConfigError, SessionNotFoundError, TKomaError
 from t_koma.files import ensure_private_file
 from t_koma.messages import ContentBlock, Role, TextBlock, block_from_dict, block_to_dict
+from t_koma.processes import own_process_started, process_alive
 from t_koma.store import statements as sql
 from t_koma.store.base import Cooldown, SessionInfo, SessionSummary, StoredMessage, TurnStatus, UsageRecord
 from t_koma.store.failures import GuardedConnection
 from t_koma.store.migrations import migrate
-from t_koma.store.processes import own_process_started, process_alive
 
 DEFAULT_TITLE = "New session"
 INTERRUPTED_NOTE = "[turn interrupted: the previous process stopped before it finished]"

@@ -14,6 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
+from t_koma.processes import process_alive
+
 OWNER_VARIABLE = "T_KOMA_TOOL_OWNER"
 _PROC = Path("/proc")
 _POLL_SECONDS = 0.05
@@ -48,7 +50,7 @@ def stop_leftovers(owner: str, grace_seconds: float = 2.0) -> int:
     deadline = time.monotonic() + grace_seconds
     while pids and time.monotonic() < deadline:
         time.sleep(_POLL_SECONDS)
-        pids = [pid for pid in pids if _alive(pid)]
+        pids = [pid for pid in pids if process_alive(pid, None)]
     for pid in pids:
         _signal(pid, signal.SIGKILL)
     return len(pids)
@@ -57,11 +59,3 @@ def stop_leftovers(owner: str, grace_seconds: float = 2.0) -> int:
 def _signal(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):  # gone meanwhile
         os.kill(pid, sig)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = (_PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"  # a zombie has stopped; its parent reaps it

@@ -1,5 +1,6 @@
-"""Which process owns a running turn: its pid and start time (from /proc), so that turn recovery can tell a live
-owner (another `t-koma ask`, a gateway) from a dead one, even when the pid was reused."""
+"""Whether a process still runs, from its pid and start time (/proc): turn recovery tells a live owner (another
+`t-koma ask`, a gateway) from a dead one even when the pid was reused, and `tools.leftovers` waits for the
+processes it stops."""
 
 from __future__ import annotations
 
