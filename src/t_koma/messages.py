@@ -300,6 +300,14 @@ class ReasoningConfig:
         )
 
 
+def as_reasoning_effort(value: object) -> ReasoningEffort | None:
+    """`value` as one of the effort levels, or None when it is not one."""
+    for effort in REASONING_EFFORTS:
+        if value == effort:
+            return effort
+    return None
+
+
 def parse_reasoning_level(value: str) -> ReasoningConfig:
     """`--reasoning LEVEL` / `/reasoning LEVEL`: an effort level, `off` (= none), or a token budget. Raises
     ValueError with the allowed values."""
@@ -308,9 +316,9 @@ def parse_reasoning_level(value: str) -> ReasoningConfig:
         return ReasoningConfig(effort="none")
     if level == "on":
         return ReasoningConfig(enabled=True)
-    for effort in REASONING_EFFORTS:
-        if level == effort:
-            return ReasoningConfig(effort=effort)
+    effort = as_reasoning_effort(level)
+    if effort is not None:
+        return ReasoningConfig(effort=effort)
     if level.isdigit() and int(level) > 0:
         return ReasoningConfig(max_tokens=int(level))
     raise ValueError(

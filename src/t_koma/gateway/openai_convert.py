@@ -36,6 +36,7 @@ from t_koma.messages import (
     ToolDefinition,
     ToolResultBlock,
     ToolUseBlock,
+    as_reasoning_effort,
     reasoning_text,
 )
 from t_koma.providers.anthropic_wire import THINKING_FORMAT
@@ -160,9 +161,9 @@ def _reasoning_object(raw: Any) -> ReasoningConfig | None:
 
 
 def _effort(value: Any, name: str) -> ReasoningEffort:
-    for effort in REASONING_EFFORTS:
-        if value == effort:
-            return effort
+    effort = as_reasoning_effort(value)
+    if effort is not None:
+        return effort
     allowed = ", ".join(REASONING_EFFORTS)
     raise RequestError(f"'{name}' must be one of {allowed} (got {value!r})", param=name.split(".")[0])
 
